@@ -1,0 +1,157 @@
+"""Code shared by the two Proxy-NCA methods (static and dynamic assignment).
+
+Both compute the paper's NCA over proxies (Movshovitz-Attias et al. 2017, Sec. 3, "Proxy Ranking
+Loss"): for an anchor x with positive proxy p+ and a set of negative proxies N,
+
+    L(x) = -log( exp(-s d(x, p+)) / sum_{p in D} exp(-s d(x, p)) )
+
+with d the squared Euclidean distance between the L2-normalised embedding and the L2-normalised
+proxy, s the softmax scale, and D the denominator set: ``"negatives"`` is the paper's (D = N);
+``"all"`` adds the positive (D = N + {p+}), the softmax that pytorch-metric-learning's
+``ProxyNCALoss`` computes. The two differ by how hard the loss pushes once the positive wins:
+with ``"negatives"`` the loss keeps decreasing (it can go negative), with ``"all"`` it saturates
+at zero.
+
+The scale s is not in the paper. The paper's bound (Sec. 4) has a scaling constant coming from the
+norms of embeddings and proxies; reproductions found that unit-norm vectors with s = 1 train badly
+(pytorch-metric-learning issue #206, powerful-benchmarker issue #90) and multiply embeddings and
+proxies by 3 (dichotomies/proxy-nca), i.e. s = 3**2 = 9 on squared distances, which is our default.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+from torch import nn
+
+from dml_bench.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Denominator = Literal["negatives", "all"]
+
+DEFAULT_SCALE = 9.0
+"""Softmax scale on squared distances of unit vectors: the factor 3 of the reproductions, squared.
+
+Squared distances of unit vectors lie in [0, 4]; with s = 1 the logits span at most 4, too flat a
+softmax to separate classes (the loss saturates near log(num_negatives)). s = 9 lets a well-placed
+anchor reach a probability near 1 for its proxy while keeping gradients alive from the start, which
+is what a small CNN trained from scratch for a few hundred Adam steps (the hershey default) needs.
+"""
+
+DEFAULT_PROXY_LR = 1e-2
+"""Learning rate of the proxies: 10x the trunk's default Adam lr of 1e-3.
+
+Proxies start at random (std 1 per coordinate, as pytorch-metric-learning) and must move across
+the sphere within a few hundred steps, so they get a larger step than the trunk (PML issue #206).
+100x (1e-1) makes Adam steps of a tenth per coordinate, which throws normalised proxies around;
+10x is a conservative default. Record and sweep it: the paper's results depend on it.
+"""
+
+
+def check_common_fields(
+    scale: float, denominator: str, label_smoothing: float, loss_lr: float | None
+) -> None:
+    """Validate the fields both proxy methods share; raise ConfigError naming the fix."""
+    if denominator not in ("negatives", "all"):
+        raise ConfigError(
+            f"denominator must be 'negatives' (the paper's NCA) or 'all' (softmax over all "
+            f"proxies, as pytorch-metric-learning), got {denominator!r}."
+        )
+    if not scale > 0:
+        raise ConfigError(
+            f"scale must be a positive number (the softmax scale on squared distances), got "
+            f"{scale!r}. Use e.g. --set proxy_nca.scale=9."
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(
+            f"label_smoothing must be in [0, 1), got {label_smoothing!r}. Use 0 to switch it off."
+        )
+    if loss_lr is not None and not loss_lr > 0:
+        raise ConfigError(
+            f"loss_lr (the proxies' learning rate) must be positive or none, got {loss_lr!r}."
+        )
+
+
+def nca_over_proxies(
+    logits: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor,
+    denominator: Denominator,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Per-row NCA loss given logits against every proxy.
+
+    ``logits`` (N, P) are ``-s d(x, p)``; ``positive`` (N,) the index of each row's positive proxy;
+    ``negatives`` (N, P) a boolean mask of each row's negative proxies (must not hold the positive;
+    every row must hold at least one negative). Returns (N,) losses.
+
+    Label smoothing (the paper mentions none; reproductions use it): the target puts ``1 - eps`` on
+    the positive and spreads ``eps`` evenly over the negatives, and the loss is the cross entropy
+    ``-sum_j t_j log(exp(l_j) / sum_{k in D} exp(l_k))``. Unlike ``torch.nn.CrossEntropyLoss``,
+    the positive gets no share of ``eps``. Since the targets sum to one, this is
+    ``logsumexp_D(l) - (1 - eps) l_pos - eps mean_N(l)``.
+    """
+    positive_logit = logits.gather(1, positive.unsqueeze(1)).squeeze(1)
+    in_denominator = negatives
+    if denominator == "all":
+        in_denominator = negatives | F.one_hot(positive, logits.shape[1]).bool()
+    log_normaliser = torch.logsumexp(logits.masked_fill(~in_denominator, float("-inf")), dim=1)
+    target_logit = positive_logit
+    if label_smoothing > 0:
+        mean_negative_logit = logits.masked_fill(~negatives, 0.0).sum(1) / negatives.sum(1)
+        target_logit = (1 - label_smoothing) * positive_logit + label_smoothing * (
+            mean_negative_logit
+        )
+    return log_normaliser - target_logit
+
+
+class ProxyNCABase(BaseMetricLossFunction):
+    """What both proxy losses share: the proxies, the scale, distances and the calling convention.
+
+    Built on pytorch-metric-learning's ``BaseMetricLossFunction`` so a subclass writes only
+    ``compute_loss`` and reduction follows PML (mean over the per-anchor or per-pair terms). The
+    distance is PML's ``LpDistance(power=2)`` with normalised inputs, which normalises both the
+    embeddings and the proxies, as the paper's d does.
+    """
+
+    def __init__(
+        self,
+        num_proxies: int,
+        embedding_size: int,
+        *,
+        scale: float,
+        denominator: Denominator,
+        label_smoothing: float,
+    ) -> None:
+        super().__init__(distance=LpDistance(normalize_embeddings=True, p=2, power=2))
+        # Random init seeded by the global torch RNG, which the training loop seeds; std 1 per
+        # coordinate as PML (only the direction matters: proxies are normalised before use).
+        self.proxies = nn.Parameter(torch.randn(num_proxies, embedding_size))
+        self.scale = float(scale)
+        self.denominator: Denominator = denominator
+        self.label_smoothing = float(label_smoothing)
+
+    def normalized_proxies(self) -> torch.Tensor:
+        return F.normalize(self.proxies, p=2, dim=1)
+
+    def proxy_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Squared Euclidean distances (B, P) between normalised embeddings and proxies."""
+        return self.distance(embeddings, self.proxies.to(embeddings.dtype))
+
+    def zero_with_graph(self, embeddings: torch.Tensor) -> dict[str, dict[str, object]]:
+        """A zero loss connected to embeddings and proxies, so backward still reaches both."""
+        zero = (embeddings * 0).sum() + (self.proxies * 0).sum()
+        return {"loss": {"losses": zero, "indices": None, "reduction_type": "already_reduced"}}
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_proxies={self.proxies.shape[0]}, embedding_size={self.proxies.shape[1]}, "
+            f"scale={self.scale}, denominator={self.denominator!r}, "
+            f"label_smoothing={self.label_smoothing}"
+        )
