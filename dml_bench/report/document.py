@@ -1,0 +1,132 @@
+"""``make_report``: read the runs, write tables, figures and report.md, return what the CLI prints.
+
+The report only reads run folders; everything it writes goes to ``out_dir`` (by default
+``<results>/report/``, which the reader ignores).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from dml_bench.errors import UserError
+from dml_bench.report import plots, tables
+from dml_bench.report.questions import Section, all_sections, prepare
+from dml_bench.store.read import RunTable, load_runs
+
+logger = logging.getLogger(__name__)
+
+#: How many skipped runs the printed summary lists (report.md lists them all).
+SKIPPED_SHOWN = 10
+
+
+class NoCompletedRunsError(UserError):
+    """Run folders exist but none of them finished."""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`make_report` produced: the printed text, the files written, the skipped runs."""
+
+    text: str
+    files: list[Path]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sections: list[Section] = field(default_factory=list)
+
+
+def make_report(
+    results_dir: Path,
+    out_dir: Path,
+    fmt: str = "markdown",
+    target_fraction: float = 0.9,
+) -> ReportResult:
+    """Write the report of every completed run under ``results_dir`` into ``out_dir``.
+
+    Writes the main table in all formats (table.md, table.csv, table.json, table.tex), report.md
+    (the answers to PAPER.md's research questions) and PNG figures. Returns the table in ``fmt``
+    followed by a short list of skipped runs, as the CLI prints it.
+    """
+    tables.check_format(fmt)
+    if not 0.0 < target_fraction <= 1.0:
+        raise UserError(
+            f"The target fraction must be in (0, 1], got {target_fraction}; e.g. 0.9 measures "
+            "the time to reach 90% of each method's best Recall@1."
+        )
+    run_table = load_runs(Path(results_dir))
+    if run_table.runs.empty:
+        raise NoCompletedRunsError(
+            f"No completed run in {results_dir}: {_skipped_text(run_table.skipped, None)} "
+            "Finish or resume them with `dml-bench run` (the same command resumes an unfinished "
+            "run)."
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    main = tables.main_table(run_table.runs)
+    files = [
+        _write(out_dir / f"table.{tables.FORMAT_SUFFIX[f]}", tables.render(main, f))
+        for f in tables.FORMATS
+    ]
+    sections = all_sections(prepare(run_table), target_fraction)
+    for section in sections:
+        for name, fig in section.figures.items():
+            files.append(plots.save_figure(fig, out_dir / f"{name}.png"))
+    document = render_document(run_table, main, sections, target_fraction)
+    files.append(_write(out_dir / "report.md", document))
+    logger.info("Wrote %d report files to %s", len(files), out_dir)
+    text = tables.render(main, fmt)
+    if run_table.skipped:
+        text += "\n" + _skipped_text(run_table.skipped, SKIPPED_SHOWN) + "\n"
+    return ReportResult(
+        text=text, files=files, skipped=list(run_table.skipped), table=main, sections=sections
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _skipped_text(skipped: list[tuple[str, str]], limit: int | None) -> str:
+    shown = skipped if limit is None else skipped[:limit]
+    lines = [f"Skipped {len(skipped)} run{'s' if len(skipped) != 1 else ''}:"]
+    lines += [f"  - {name}: {reason}" for name, reason in shown]
+    if limit is not None and len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more (all listed in report.md)")
+    return "\n".join(lines)
+
+
+def render_document(
+    run_table: RunTable, main: pd.DataFrame, sections: list[Section], target_fraction: float
+) -> str:
+    """report.md: runs used, the main table, one section per research question, skipped runs."""
+    runs = run_table.runs
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "# dml-bench report",
+        f"Generated {stamp} from `{run_table.results_dir}`: {len(runs)} completed runs "
+        f"({_count(runs['variant'].nunique(), 'method variant')}, "
+        f"{_count(runs['dataset'].nunique(), 'dataset')}, "
+        f"seeds {', '.join(map(str, sorted(runs['seed'].unique())))}); "
+        f"{len(run_table.skipped)} skipped. Questions from PAPER.md (Movshovitz-Attias et al., "
+        "ICCV 2017). Intervals are 95%; see each section for how they are computed.",
+        "## Main table",
+        "Final metrics (last evaluation), mean ± sample std over seeds.",
+        tables.render(main, "markdown"),
+    ]
+    for section in sections:
+        parts.append(f"## {section.title}")
+        parts.extend(section.body)
+        parts.extend(f"![{name}]({name}.png)" for name in section.figures)
+    if run_table.skipped:
+        parts.append("## Skipped runs")
+        parts.append(_skipped_text(run_table.skipped, None))
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"

@@ -1,0 +1,260 @@
+"""Figures of the report, built with matplotlib's object API; each function returns its Figure.
+
+Figures are created as ``matplotlib.figure.Figure`` objects rather than through ``pyplot``: no
+global figure registry, no backend switch, nothing to close, so library code has no side effects
+(``Figure.savefig`` renders with the Agg canvas). Callers save with :func:`save_figure`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dml_bench.report.stats import mean_curve
+
+DPI = 150
+_COLORS = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
+
+
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def color_for(index: int) -> str:
+    return _COLORS[index % len(_COLORS)]
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _new_figure(ncols: int = 1, width: float = 6.4, height: float = 4.2) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
+
+
+def _legend(ax: Any) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize="small", loc="best", framealpha=0.85)
+
+
+def curve_figure(
+    curves: pd.DataFrame,
+    y: str,
+    x: str,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Figure:
+    """``y`` against ``x`` (``step`` or ``elapsed_s``): one line per ``label``, mean over seeds.
+
+    A shaded band shows the 95% t-interval over seeds where a method has at least two seeds; the
+    legend says how many seeds each line averages (RQ2, RQ3).
+    """
+    fig, (ax,) = _new_figure()
+    for i, (label, group) in enumerate(curves.groupby("label", sort=False)):
+        summary = mean_curve(group, y=y, x=x)
+        n = int(group["run_id"].nunique())
+        color = color_for(i)
+        ax.plot(summary["x"], summary["mean"], color=color, marker=".", label=f"{label} (n={n})")
+        band = summary[summary["n"] >= 2]
+        if not band.empty:
+            ax.fill_between(
+                band["x"], band["low"], band["high"], color=color, alpha=0.2, linewidth=0
+            )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+#: (panel title, y label, [(column, line style, legend suffix)]) of the RQ1 figure.
+BOUND_PANELS = (
+    ("NCA loss", "loss", (("proxy_nca_loss", "-", "proxy"), ("data_nca_loss", "--", "data"))),
+    (
+        "Triplet loss",
+        "loss",
+        (("proxy_triplet_loss", "-", "proxy"), ("data_triplet_loss", "--", "data")),
+    ),
+    (
+        "Proxy approximation error",
+        "distance to proxy",
+        (("eps_max", "-", "eps max"), ("eps_mean", "--", "eps mean")),
+    ),
+)
+
+
+def bound_figure(curves: pd.DataFrame, title: str) -> Figure:
+    """RQ1: proxy loss (solid) against data loss (dashed) over steps, and eps, per method.
+
+    The paper's claim is that the proxy loss upper-bounds the data loss, tighter as eps shrinks;
+    each panel draws a method's two quantities in one colour so the gap is visible. Panels whose
+    columns are absent from every run are left out.
+    """
+    panels = [
+        p
+        for p in BOUND_PANELS
+        if any(c in curves.columns and curves[c].notna().any() for c, _, _ in p[2])
+    ]
+    fig, axes = _new_figure(ncols=max(1, len(panels)), width=5.0)
+    labels = list(dict.fromkeys(curves["label"]))
+    for ax, (panel_title, ylabel, columns) in zip(axes, panels, strict=False):
+        for i, label in enumerate(labels):
+            group = curves[curves["label"] == label]
+            for column, style, suffix in columns:
+                if column not in group.columns or not group[column].notna().any():
+                    continue
+                summary = mean_curve(group, y=column)
+                ax.plot(
+                    summary["x"],
+                    summary["mean"],
+                    linestyle=style,
+                    color=color_for(i),
+                    label=f"{label}: {suffix}",
+                )
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    fig.suptitle(title)
+    return fig
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One method at one ``proxies_per_class`` value: mean and CI half-width of a metric."""
+
+    method: str
+    proxies_per_class: float
+    mean: float
+    half_width: float
+    n: int
+
+
+def sweep_figure(points: dict[str, Sequence[SweepPoint]], title: str) -> Figure:
+    """RQ5: each metric (one panel per key of ``points``) against the number of proxies per class.
+
+    One line per method (static ``proxy_nca``, dynamic ``proxy_nca_dynamic``), error bars are 95%
+    t-intervals over seeds (none with one seed). The x axis is logarithmic because sweeps double;
+    methods are shifted slightly sideways so that points at the same x do not hide each other.
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, axes = _new_figure(ncols=max(1, len(points)), width=5.0)
+    for ax, (metric, metric_points) in zip(axes, points.items(), strict=False):
+        methods = list(dict.fromkeys(p.method for p in metric_points))
+        for i, method in enumerate(methods):
+            pts = sorted(
+                (p for p in metric_points if p.method == method), key=lambda p: p.proxies_per_class
+            )
+            dodge = 2.0 ** (0.05 * (i - (len(methods) - 1) / 2))
+            xs = [p.proxies_per_class * dodge for p in pts]
+            ys = [p.mean for p in pts]
+            err = [p.half_width if math.isfinite(p.half_width) else 0.0 for p in pts]
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=err,
+                marker=_MARKERS[i % len(_MARKERS)],
+                capsize=3,
+                color=color_for(i),
+                label=method,
+            )
+        ticks = sorted({p.proxies_per_class for p in metric_points})
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.set_xlabel("proxies per class")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} vs proxies per class")
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    fig.suptitle(title)
+    return fig
+
+
+@dataclass(frozen=True)
+class RetrievalBlock:
+    """One method's retrievals (from its run's retrievals.npz) for the qualitative figure."""
+
+    label: str
+    query_images: np.ndarray  # (Q, H, W, C) uint8
+    neighbor_images: np.ndarray  # (Q, K, H, W, C) uint8
+    query_labels: np.ndarray  # (Q,)
+    neighbor_labels: np.ndarray  # (Q, K)
+
+
+def retrieval_figure(
+    blocks: Sequence[RetrievalBlock], n_queries: int = 3, top_k: int = 5, title: str = ""
+) -> Figure:
+    """Query images and their top-k neighbours, one row block per method.
+
+    A neighbour gets a green frame when it shares the query's class, a red one otherwise; the
+    query gets a black frame. The same seed draws the same queries for every method, so row blocks
+    are directly comparable.
+    """
+    n_q = max(1, min([n_queries, *(len(b.query_images) for b in blocks)]))
+    k = max(1, min([top_k, *(b.neighbor_images.shape[1] for b in blocks)]))
+    n_rows = max(1, n_q * len(blocks))
+    fig = Figure(figsize=(1.25 * (k + 1) + 1.2, 1.3 * n_rows + 0.6), layout="constrained")
+    axes = fig.subplots(n_rows, k + 1, squeeze=False)
+    for b, block in enumerate(blocks):
+        for q in range(n_q):
+            row = axes[b * n_q + q]
+            _image_cell(row[0], block.query_images[q], "black")
+            row[0].set_ylabel(
+                f"{block.label}\nquery {q + 1}",
+                fontsize="small",
+                rotation=0,
+                ha="right",
+                va="center",
+            )
+            if b == 0 and q == 0:
+                row[0].set_title("query", fontsize="small")
+            for j in range(k):
+                correct = bool(block.neighbor_labels[q, j] == block.query_labels[q])
+                _image_cell(
+                    row[j + 1], block.neighbor_images[q, j], "#1a9e1a" if correct else "#d62728"
+                )
+                if b == 0 and q == 0:
+                    row[j + 1].set_title(f"#{j + 1}", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _image_cell(ax: Any, image: np.ndarray, frame_color: str) -> None:
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(frame_color)
+        spine.set_linewidth(3)

@@ -1,0 +1,170 @@
+"""Synthetic run folders that follow results/README.md, for report tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+RunWriter = Callable[..., Path]
+
+
+def write_run(
+    root: Path,
+    *,
+    method: str,
+    dataset: str = "hershey",
+    seed: int = 0,
+    columns: Mapping[str, Sequence[float]],
+    steps: Sequence[int] | None = None,
+    elapsed: Sequence[float] | None = None,
+    variant: str | None = None,
+    method_config: Mapping[str, Any] | None = None,
+    sampler: str = "random",
+    status: str = "completed",
+    run_id: str | None = None,
+    retrievals: bool = False,
+) -> Path:
+    """Write one run folder; ``columns`` are metrics.csv columns besides step/elapsed_s."""
+    n = len(next(iter(columns.values())))
+    steps = list(steps) if steps is not None else [100 * i for i in range(n)]
+    elapsed = list(elapsed) if elapsed is not None else [0.5 * s for s in steps]
+    variant = variant or method
+    run_id = run_id or f"{dataset}-{variant}-seed{seed}-abc"
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    config = {
+        "run_id": run_id,
+        "method": method,
+        "variant": variant,
+        "dataset": dataset,
+        "seed": seed,
+        "sampler": sampler,
+        "batch_size": 32,
+        "method_config": dict(method_config or {"m_per_class": None, "loss_lr": None}),
+        "dataset_config": {"root": "data"},
+    }
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "env.json").write_text(json.dumps({"python": "3.11", "device": "cpu"}))
+    (run_dir / "status.json").write_text(
+        json.dumps(
+            {"status": status, "reason": "", "step": steps[-1], "updated": "2024-01-01T00:00:00"}
+        )
+    )
+    frame = pd.DataFrame(
+        {
+            "step": steps,
+            "epoch": [s / 100 for s in steps],
+            "elapsed_s": elapsed,
+            "eval_s": [0.1] * n,
+            "train_loss": [np.nan] + [1.0] * (n - 1),
+            **columns,
+        }
+    )
+    frame.to_csv(run_dir / "metrics.csv", index=False)
+    final = {k: float(v[-1]) for k, v in columns.items()}
+    summary = {
+        "run_id": run_id,
+        "method": method,
+        "variant": variant,
+        "dataset": dataset,
+        "seed": seed,
+        "status": status,
+        "steps": steps[-1],
+        "train_seconds": elapsed[-1],
+        "final": final,
+        "best": final,
+        "best_step": steps[-1],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    if retrievals:
+        rng = np.random.default_rng(seed)
+        q, k, h = 4, 6, 16
+        np.savez(
+            run_dir / "retrievals.npz",
+            query_images=rng.integers(0, 255, (q, h, h, 3), dtype=np.uint8),
+            neighbor_images=rng.integers(0, 255, (q, k, h, h, 3), dtype=np.uint8),
+            query_labels=np.arange(q),
+            neighbor_labels=np.tile(np.arange(q)[:, None], (1, k)) + (np.arange(k) % 2),
+            query_indices=np.arange(q),
+        )
+    return run_dir
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    out = tmp_path / "results"
+    out.mkdir()
+    return out
+
+
+@pytest.fixture
+def make_run(results: Path) -> RunWriter:
+    def _make(**kwargs: Any) -> Path:
+        return write_run(results, **kwargs)
+
+    return _make
+
+
+def recall_curve(final: float, n: int = 9, rate: float = 0.5) -> list[float]:
+    """A saturating curve from 0.1 to ``final``: larger ``rate`` converges faster."""
+    t = np.arange(n)
+    return list(0.1 + (final - 0.1) * (1 - np.exp(-rate * t)) / (1 - np.exp(-rate * (n - 1))))
+
+
+@pytest.fixture
+def benchmark_runs(make_run: RunWriter) -> dict[str, Any]:
+    """A small benchmark: proxy_nca (fast) and triplet_semihard (slow), 3 seeds, on hershey,
+    plus a proxy_nca_dynamic sweep and an interrupted and a broken run."""
+    finals = {"proxy_nca": [0.60, 0.62, 0.61], "triplet_semihard": [0.50, 0.53, 0.52]}
+    rates = {"proxy_nca": 1.0, "triplet_semihard": 0.3}
+    for method, values in finals.items():
+        for seed, final in enumerate(values):
+            r1 = recall_curve(final, rate=rates[method] + 0.1 * seed)
+            cols: dict[str, list[float]] = {
+                "recall@1": r1,
+                "recall@2": [min(1.0, v + 0.1) for v in r1],
+                "nmi": [0.3 + v / 2 for v in r1],
+            }
+            if method == "proxy_nca":
+                n = len(r1)
+                data = [2.0 - 0.1 * i for i in range(n)]
+                cols["proxy_nca_loss"] = [d + 1.0 - 0.1 * i for i, d in enumerate(data)]
+                cols["data_nca_loss"] = data
+                cols["proxy_triplet_loss"] = [0.5] * n
+                cols["data_triplet_loss"] = [0.4] * (n - 1) + [0.6]
+                cols["eps_mean"] = [1.0 - 0.05 * i for i in range(n)]
+                cols["eps_max"] = [1.4 - 0.05 * i for i in range(n)]
+                cols["order_agreement"] = [0.6 + 0.03 * i + 0.01 * seed for i in range(n)]
+            make_run(
+                method=method,
+                seed=seed,
+                columns=cols,
+                retrievals=True,
+                method_config={
+                    "m_per_class": None if method == "proxy_nca" else 4,
+                    "proxies_per_class": 1,
+                },
+                sampler="random" if method == "proxy_nca" else "m_per_class:4",
+            )
+    for ppc, final in ((0.5, 0.55), (1.0, 0.58), (2.0, 0.57)):
+        for seed in (0, 1):
+            make_run(
+                method="proxy_nca_dynamic",
+                seed=seed,
+                variant=f"proxy_nca_dynamic[proxies_per_class={ppc}]",
+                method_config={"m_per_class": None, "proxies_per_class": ppc},
+                columns={
+                    "recall@1": recall_curve(final + 0.01 * seed),
+                    "nmi": [0.5] * 8 + [0.6 + 0.01 * seed],
+                },
+            )
+    make_run(method="proxy_nca", seed=7, status="interrupted", columns={"recall@1": [0.1, 0.2]})
+    broken = make_run(method="triplet_semihard", seed=8, columns={"recall@1": [0.1, 0.2]})
+    (broken / "config.json").write_text("{not json")
+    return {"finals": finals}
