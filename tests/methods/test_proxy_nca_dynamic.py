@@ -1,0 +1,147 @@
+"""Dynamic Proxy-NCA against a brute-force loop of the definition in its module docstring."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dml_bench.errors import ConfigError
+from dml_bench.methods import ProxyLoss, build_method
+from dml_bench.methods.proxy_nca_dynamic import SPEC, DynamicProxyNCALoss, number_of_proxies
+
+
+def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a / a.norm(), b / b.norm()
+    return float(((a - b) ** 2).sum())
+
+
+def _m_per_class_batch(
+    num_classes: int, m: int, dim: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_classes).repeat_interleave(m)
+    return torch.randn(len(labels), dim, generator=g, dtype=torch.float64), labels
+
+
+def _brute_force(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    proxies: torch.Tensor,
+    scale: float,
+    denominator: str,
+    label_smoothing: float = 0.0,
+) -> float | None:
+    """Mean over kept (x, y) pairs; None when every pair collapses."""
+    nearest = [min(range(len(proxies)), key=lambda k: _sq_dist(x, proxies[k])) for x in embeddings]
+    losses = []
+    for i, x in enumerate(embeddings):
+        for j in range(len(labels)):
+            if j == i or labels[j] != labels[i]:
+                continue
+            positive = nearest[j]
+            negatives = {nearest[k] for k in range(len(labels)) if labels[k] != labels[i]}
+            negatives.discard(positive)
+            if not negatives:
+                continue
+            logit = {k: -scale * _sq_dist(x, proxies[k]) for k in [positive, *negatives]}
+            in_denominator = list(negatives) + ([positive] if denominator == "all" else [])
+            log_z = math.log(sum(math.exp(logit[k]) for k in in_denominator))
+            target = (1 - label_smoothing) * logit[positive]
+            target += label_smoothing * sum(logit[k] for k in negatives) / len(negatives)
+            losses.append(log_z - target)
+    return sum(losses) / len(losses) if losses else None
+
+
+@pytest.mark.parametrize("denominator", ["negatives", "all"])
+@pytest.mark.parametrize("num_proxies", [3, 6, 12])  # fewer, as many, more proxies than classes
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_loss_matches_brute_force(
+    denominator: str, num_proxies: int, label_smoothing: float
+) -> None:
+    loss = DynamicProxyNCALoss(
+        num_proxies, 4, scale=5.0, denominator=denominator, label_smoothing=label_smoothing
+    )
+    embeddings, labels = _m_per_class_batch(6, 3, 4, seed=num_proxies)
+    expected = _brute_force(
+        embeddings, labels, loss.proxies.detach().double(), 5.0, denominator, label_smoothing
+    )
+    assert expected is not None
+    assert loss(embeddings, labels).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_assign_is_the_nearest_proxy_overall_whatever_the_label() -> None:
+    loss = DynamicProxyNCALoss(5, 3)
+    embeddings, labels = _m_per_class_batch(4, 4, 3, seed=1)
+    proxies = loss.proxies.detach().double()
+    expected = [min(range(5), key=lambda k: _sq_dist(x, proxies[k])) for x in embeddings]
+    assert loss.assign(embeddings, labels).tolist() == expected
+    assert loss.assign(embeddings, torch.zeros_like(labels)).tolist() == expected
+
+
+def test_a_batch_collapsed_onto_one_proxy_gives_a_finite_zero_with_gradients() -> None:
+    loss = DynamicProxyNCALoss(2, 3)
+    with torch.no_grad():
+        loss.proxies.copy_(torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
+    embeddings = (torch.tensor([[1.0, 0.1, 0.0]]) + 0.01 * torch.randn(8, 3)).requires_grad_()
+    labels = torch.arange(4).repeat_interleave(2)
+    value = loss(embeddings, labels)
+    assert value.item() == 0.0
+    value.backward()
+    assert embeddings.grad is not None and loss.proxies.grad is not None
+    assert torch.isfinite(embeddings.grad).all() and torch.isfinite(loss.proxies.grad).all()
+
+
+def test_negatives_sharing_the_positive_proxy_are_dropped() -> None:
+    """Classes 0 and 1 sit on proxy 0, class 2 on proxy 1, so every anchor keeps one negative."""
+    loss = DynamicProxyNCALoss(2, 2, scale=1.0, denominator="negatives")
+    proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    with torch.no_grad():
+        loss.proxies.copy_(proxies)
+    embeddings = torch.tensor(
+        [[1.0, 0.1], [1.0, 0.2], [1.0, -0.1], [1.0, -0.2], [0.1, 1.0], [0.2, 1.0]]
+    )
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    assigned = loss.assign(embeddings, labels)
+    assert assigned.tolist() == [0, 0, 0, 0, 1, 1]
+    # One pair per anchor, one negative proxy (the other one): NCA is d(x, p+) - d(x, p-).
+    x = embeddings / embeddings.norm(dim=1, keepdim=True)
+    d_own = ((x - proxies[assigned]) ** 2).sum(1)
+    d_other = ((x - proxies[1 - assigned]) ** 2).sum(1)
+    expected = (d_own - d_other).mean().item()
+    assert loss(embeddings, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_gradients_reach_the_assigned_proxies_through_the_distances() -> None:
+    loss = DynamicProxyNCALoss(6, 4)
+    embeddings, labels = _m_per_class_batch(4, 4, 4, seed=2)
+    embeddings = embeddings.float().requires_grad_()
+    loss(embeddings, labels).backward()
+    used = set(loss.assign(embeddings, labels).tolist())
+    grad_norms = loss.proxies.grad.norm(dim=1)
+    assert all(grad_norms[k] > 0 for k in used)
+    assert all(grad_norms[k] == 0 for k in set(range(6)) - used)
+
+
+@pytest.mark.parametrize(("per_class", "expected"), [(0.5, 5), (1.0, 10), (2.0, 20), (0.25, 2)])
+def test_number_of_proxies_scales_with_classes(per_class: float, expected: int) -> None:
+    assert number_of_proxies(per_class, 10) == expected
+    method = build_method(SPEC, SPEC.make_config({"proxies_per_class": per_class}), 10, 4)
+    assert method.loss.proxies.shape == (expected, 4)
+
+
+def test_too_few_proxies_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="at least 2"):
+        number_of_proxies(0.1, 10)
+    with pytest.raises(ConfigError):
+        SPEC.make_config({"proxies_per_class": 0})
+
+
+def test_spec_needs_positives_and_is_a_proxy_method() -> None:
+    config = SPEC.default_config()
+    assert SPEC.needs_positives and SPEC.family == "proxy"
+    assert config.m_per_class == 4
+    with pytest.raises(ConfigError):
+        SPEC.make_config({"m_per_class": None})
+    assert isinstance(build_method(SPEC, config, 8, 4).loss, ProxyLoss)
