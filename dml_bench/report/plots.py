@@ -8,7 +8,7 @@ global figure registry, no backend switch, nothing to close, so library code has
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ class SweepPoint:
     n: int
 
 
-def sweep_figure(points: dict[str, Sequence[SweepPoint]], title: str) -> Figure:
+def sweep_figure(points: Mapping[str, Sequence[SweepPoint]], title: str) -> Figure:
     """RQ5: each metric (one panel per key of ``points``) against the number of proxies per class.
 
     One line per method (static ``proxy_nca``, dynamic ``proxy_nca_dynamic``), error bars are 95%

@@ -66,18 +66,23 @@ def fmt_p(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.3g}"
 
 
+def fmt_confidence(x: float) -> str:
+    return f"{100 * x:g}%"
+
+
 def interval_text(iv: Interval, fmt: Callable[[float], str]) -> str:
     """'95% CI a to b, 3 seeds' or 'one seed, so no interval'."""
     if iv.n < 2:
         return "one seed, so no interval"
-    return f"95% CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds"
+    return f"{fmt_confidence(iv.confidence)} CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds"
 
 
 def ratio_text(r: Ratio) -> str:
     if not r.has_band:
         return "no interval: each method needs at least 2 seeds"
     return (
-        f"95% bootstrap CI {fmt_ratio(r.low)} to {fmt_ratio(r.high)}, "
+        f"{fmt_confidence(r.confidence)} bootstrap CI {fmt_ratio(r.low)} to "
+        f"{fmt_ratio(r.high)}, "
         f"{r.n_denominator} vs {r.n_numerator} seeds"
     )
 
@@ -834,7 +839,7 @@ def rq5_assignment(prep: Prepared) -> Section:
             continue
         metrics = [m for m in ("recall@1", "nmi") if m in here.columns and here[m].notna().any()]
         points: dict[str, list[plots.SweepPoint]] = {m: [] for m in metrics}
-        for (method, label), group in here.groupby(["method", "label"], sort=True):
+        for (method, _label), group in here.groupby(["method", "label"], sort=True):
             count = float(group[column].iloc[0])
             for m in metrics:
                 iv = mean_ci(group[m].to_numpy(dtype=float))

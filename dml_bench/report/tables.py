@@ -1,4 +1,4 @@
-"""The main results table: one row per (method variant, dataset[, sampler]), mean and std over seeds.
+"""The main results table: one row per (method variant, dataset[, sampler]), mean and std.
 
 Rows are split by sampler only when runs of the same variant on the same dataset used different
 samplers (PAPER.md, "Batch composition": the sampler can invert the convergence comparison, so

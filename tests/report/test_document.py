@@ -1,0 +1,71 @@
+"""make_report end to end on synthetic runs: files, printed text, errors, run folders untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from dml_bench.errors import UserError
+from dml_bench.report import make_report
+
+
+def _fingerprint(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_make_report_writes_everything_and_leaves_runs_alone(results, benchmark_runs) -> None:
+    before = _fingerprint(results)
+    out = results / "report"
+    result = make_report(results, out, fmt="json")
+    after = {k: v for k, v in _fingerprint(results).items() if not k.startswith("report/")}
+    assert after == before
+    names = {p.name for p in result.files}
+    assert {"table.md", "table.csv", "table.json", "table.tex", "report.md"} <= names
+    pngs = {n for n in names if n.endswith(".png")}
+    assert {
+        "rq1_bound_hershey.png",
+        "rq2_recall_vs_step_hershey.png",
+        "rq2_recall_vs_time_hershey.png",
+        "rq3_order_hershey.png",
+        "rq5_proxies_hershey.png",
+        "qualitative_hershey.png",
+    } == pngs
+    assert all(p.stat().st_size > 1000 for p in result.files if p.suffix == ".png")
+    table_text, skipped_text = result.text.split("\nSkipped 2 runs:")
+    assert json.loads(table_text) == json.loads((out / "table.json").read_text())
+    assert "hershey-proxy_nca-seed7-abc: status interrupted" in skipped_text
+    assert {name for name, _ in result.skipped} == {
+        "hershey-proxy_nca-seed7-abc",
+        "hershey-triplet_semihard-seed8-abc",
+    }
+    report = (out / "report.md").read_text()
+    for heading in ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5", "Qualitative", "Skipped runs"):
+        assert f"## {heading}" in report
+    for png in pngs:
+        assert f"({png})" in report
+    assert report.count("**Answer.**") >= 5
+    # a second report over the same folder ignores report/ (not a run) and gives the same table
+    again = make_report(results, out, fmt="json")
+    assert again.skipped == result.skipped
+
+
+def test_bad_format_and_fraction_are_user_errors(results, benchmark_runs, tmp_path) -> None:
+    with pytest.raises(UserError, match="latex"):
+        make_report(results, tmp_path / "o", fmt="html")
+    with pytest.raises(UserError, match="target fraction"):
+        make_report(results, tmp_path / "o", target_fraction=1.5)
+
+
+def test_empty_dir_and_only_unfinished_runs_are_user_errors(results, make_run, tmp_path) -> None:
+    with pytest.raises(UserError, match="dml-bench run"):
+        make_report(results, tmp_path / "o")
+    make_run(method="proxy_nca", status="running", columns={"recall@1": [0.1]})
+    with pytest.raises(UserError, match="status running"):
+        make_report(results, tmp_path / "o")

@@ -1,0 +1,83 @@
+"""Figures: assert on the returned Figure objects (lines, bands, frames), then that PNGs save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_hex
+
+from dml_bench.report import plots
+
+
+def _curves() -> pd.DataFrame:
+    rows = []
+    for label, seeds in (("proxy_nca", (0, 1, 2)), ("triplet", (0,))):
+        for seed in seeds:
+            for step in (0, 10, 20):
+                rows.append(
+                    {
+                        "label": label,
+                        "run_id": f"{label}{seed}",
+                        "step": step,
+                        "elapsed_s": step * 0.5,
+                        "recall@1": 0.1 + step / 100 + seed / 100,
+                        "proxy_nca_loss": 2.0,
+                        "data_nca_loss": 1.0,
+                        "eps_mean": 0.5,
+                        "eps_max": 0.9,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_curve_figure_has_one_line_per_method_and_band_only_with_several_seeds() -> None:
+    fig = plots.curve_figure(
+        _curves(), y="recall@1", x="step", xlabel="step", ylabel="Recall@1", title="t"
+    )
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 2
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 1  # triplet has one seed: no band
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "Recall@1"
+    mean_line = ax.get_lines()[0]
+    assert np.allclose(mean_line.get_ydata(), [0.11, 0.21, 0.31])
+    assert "(n=3)" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_bound_figure_drops_panels_without_data() -> None:
+    fig = plots.bound_figure(_curves(), title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["NCA loss", "Proxy approximation error"]
+    assert all(len(ax.get_lines()) == 4 for ax in fig.axes)  # 2 methods x 2 quantities
+
+
+def test_sweep_figure_one_line_per_method() -> None:
+    pts = [plots.SweepPoint("proxy_nca", c, 0.5 + c / 10, 0.01, 2) for c in (1, 2, 4)]
+    pts += [plots.SweepPoint("proxy_nca_dynamic", c, 0.4, float("nan"), 1) for c in (0.5, 1)]
+    fig = plots.sweep_figure({"recall@1": pts, "nmi": pts}, title="t")
+    assert len(fig.axes) == 2
+    assert all(len(ax.get_lines()) >= 2 for ax in fig.axes)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.5", "1", "2", "4"]
+
+
+def test_retrieval_figure_frames_correct_neighbours_green(tmp_path: Path) -> None:
+    q, k = 2, 4
+    block = plots.RetrievalBlock(
+        label="proxy_nca",
+        query_images=np.zeros((q, 8, 8, 3), np.uint8),
+        neighbor_images=np.full((q, k, 8, 8, 3), 200, np.uint8),
+        query_labels=np.array([0, 1]),
+        neighbor_labels=np.array([[0, 1, 0, 1], [1, 1, 0, 0]]),
+    )
+    fig = plots.retrieval_figure([block, block], n_queries=2, top_k=3)
+    assert len(fig.axes) == 2 * 2 * (3 + 1)
+    grid = np.array(fig.axes).reshape(4, 4)
+    green, red = "#1a9e1a", "#d62728"
+    colors = [to_hex(grid[0, j].spines["top"].get_edgecolor()) for j in range(1, 4)]
+    assert colors == [green, red, green]
+    colors = [to_hex(grid[1, j].spines["top"].get_edgecolor()) for j in range(1, 4)]
+    assert colors == [green, green, red]
+    path = plots.save_figure(fig, tmp_path / "q.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

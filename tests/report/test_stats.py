@@ -1,0 +1,98 @@
+"""Statistics over seeds, checked against scipy and brute-force loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from dml_bench.report.stats import (
+    compare_seeds,
+    first_reaching,
+    mean_ci,
+    mean_curve,
+    ratio_of_means_ci,
+)
+
+
+def test_mean_ci_matches_scipy_t_interval() -> None:
+    x = np.array([0.51, 0.55, 0.49, 0.58])
+    iv = mean_ci(x)
+    low, high = stats.t.interval(0.95, df=len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert iv.mean == pytest.approx(x.mean())
+    assert (iv.low, iv.high) == pytest.approx((low, high))
+    assert iv.n == 4 and iv.has_band
+
+
+def test_mean_ci_with_one_value_has_no_band_and_ignores_nan() -> None:
+    iv = mean_ci([0.4, math.nan])
+    assert iv.mean == 0.4 and iv.n == 1 and not iv.has_band and math.isnan(iv.low)
+    assert mean_ci([]).n == 0
+
+
+def test_first_reaching_matches_a_loop() -> None:
+    steps = np.array([0, 100, 200, 300, 400])
+    values = np.array([0.1, 0.5, 0.85, 0.8, 0.9])
+    target = 0.9 * values.max()
+    expected = next(s for s, v in zip(steps, values, strict=True) if v >= target)
+    assert first_reaching(steps, values, 0.9) == expected == 200
+    assert first_reaching(steps, values, 1.0) == 400
+
+
+def test_ratio_of_means_ci_brackets_the_ratio_and_is_reproducible() -> None:
+    pair = [500.0, 600.0, 700.0]
+    proxy = [200.0, 250.0, 300.0]
+    r = ratio_of_means_ci(pair, proxy)
+    assert r.value == pytest.approx(np.mean(pair) / np.mean(proxy))
+    assert min(pair) / max(proxy) <= r.low <= r.value <= r.high <= max(pair) / min(proxy)
+    assert r == ratio_of_means_ci(pair, proxy)
+    one = ratio_of_means_ci([500.0], proxy)
+    assert one.value == pytest.approx(500 / 250) and not one.has_band
+
+
+def test_paired_test_when_seeds_match_equals_scipy_ttest_rel() -> None:
+    a = {0: 0.61, 1: 0.64, 2: 0.60}
+    b = {0: 0.52, 1: 0.57, 2: 0.50}
+    res = compare_seeds(a, b)
+    ref = stats.ttest_rel([0.61, 0.64, 0.60], [0.52, 0.57, 0.50])
+    assert res.test == "paired t-test"
+    assert res.p_value == pytest.approx(ref.pvalue) and res.statistic == pytest.approx(
+        ref.statistic
+    )
+    assert res.difference == pytest.approx(
+        np.mean([0.61, 0.64, 0.60]) - np.mean([0.52, 0.57, 0.50])
+    )
+
+
+def test_welch_test_when_seeds_differ_equals_scipy() -> None:
+    a = {0: 0.61, 1: 0.64, 2: 0.60}
+    b = {3: 0.52, 4: 0.57}
+    res = compare_seeds(a, b)
+    ref = stats.ttest_ind([0.61, 0.64, 0.60], [0.52, 0.57], equal_var=False)
+    assert res.test == "Welch's t-test" and res.p_value == pytest.approx(ref.pvalue)
+
+
+def test_no_test_with_one_seed() -> None:
+    res = compare_seeds({0: 0.6}, {0: 0.5})
+    assert not res.done and "2 seeds" in res.reason and math.isnan(res.p_value)
+
+
+def test_mean_curve_averages_seeds_per_step() -> None:
+    curves = pd.DataFrame(
+        {
+            "run_id": ["a", "a", "b", "b"],
+            "step": [0, 10, 0, 10],
+            "elapsed_s": [0.0, 4.0, 0.0, 6.0],
+            "y": [0.1, 0.5, 0.3, 0.7],
+        }
+    )
+    by_step = mean_curve(curves, y="y")
+    assert list(by_step["x"]) == [0, 10]
+    assert list(by_step["mean"]) == pytest.approx([0.2, 0.6])
+    by_time = mean_curve(curves, y="y", x="elapsed_s")
+    assert list(by_time["x"]) == pytest.approx([0.0, 5.0])
+    low, high = stats.t.interval(0.95, 1, loc=0.6, scale=stats.sem([0.5, 0.7]))
+    assert (by_step["low"].iloc[1], by_step["high"].iloc[1]) == pytest.approx((low, high))
