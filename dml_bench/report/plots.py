@@ -54,8 +54,17 @@ def _new_figure(ncols: int = 1, width: float = 6.4, height: float = 4.2) -> tupl
 
 
 def _legend(ax: Any) -> None:
+    """Inside the axes for a few entries; below them when many would hide the curves."""
     handles, _ = ax.get_legend_handles_labels()
-    if handles:
+    if len(handles) > 5:
+        ax.legend(
+            fontsize="small",
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.15),
+            ncols=2,
+            frameon=False,
+        )
+    elif handles:
         ax.legend(fontsize="small", loc="best", framealpha=0.85)
 
 
@@ -72,7 +81,8 @@ def curve_figure(
     A shaded band shows the 95% t-interval over seeds where a method has at least two seeds; the
     legend says how many seeds each line averages (RQ2, RQ3).
     """
-    fig, (ax,) = _new_figure()
+    many = curves["label"].nunique() > 5  # the legend goes below the axes: make room
+    fig, (ax,) = _new_figure(width=8.5 if many else 6.4, height=6.5 if many else 4.2)
     for i, (label, group) in enumerate(curves.groupby("label", sort=False)):
         summary = mean_curve(group, y=y, x=x)
         n = int(group["run_id"].nunique())
