@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dml_bench.data.base import Split
+from dml_bench.data.base import DataRequest, Split
+from dml_bench.data.transforms import photo_transforms
 from dml_bench.errors import ConfigError, DatasetNotFoundError
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED_PATHS = 5
+MIN_CLASSES_PER_SPLIT = 2
 
 
 def natural_key(text: str) -> tuple[Any, ...]:
@@ -39,6 +41,48 @@ def check_split(split: str) -> Split:
     if split not in ("train", "test"):
         raise ConfigError(f"Unknown split {split!r}; use 'train' or 'test'.")
     return split  # type: ignore[return-value]
+
+
+def resolve_transform(request: DataRequest) -> Callable[[Any], Any]:
+    """``request.transform``, or the paper's transform for the split (train: random crop, flip)."""
+    if request.transform is not None:
+        return request.transform
+    return photo_transforms(train=request.split == "train")
+
+
+def how_to_get(url: str, root: Path) -> str:
+    return (
+        f"Download it with download=True (CLI: --download), or fetch {url} yourself and extract "
+        f"it into {root}."
+    )
+
+
+def require_dataset_folder(
+    root: Path, folder: str, marker: str, dataset: str, expected: str, how: str
+) -> Path:
+    """``root / folder``, or an error that says which level of the layout is wrong.
+
+    ``marker`` is a file the folder must hold; when it sits directly under ``root`` instead, the
+    user pointed ``root`` at the dataset folder itself and the message says so.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"{dataset} not found: the data root {root} does not exist. Expected {expected} "
+            f"under it. {how}"
+        )
+    base = root / folder
+    if not base.is_dir():
+        hint = ""
+        if (root / marker).exists():
+            hint = (
+                f" {root} itself looks like the {folder} folder: pass its parent "
+                f"{root.parent} as the data root."
+            )
+        raise DatasetNotFoundError(
+            f"{dataset} not found: expected the folder {base} holding {expected}.{hint} {how}"
+        )
+    return base
 
 
 def require_file(path: Path, what: str, hint: str) -> None:
@@ -142,6 +186,35 @@ def seeded_class_split(
     return train, test
 
 
+def check_test_fraction(dataset: str, test_fraction: float) -> None:
+    if not (0.0 < test_fraction < 1.0):
+        raise ConfigError(
+            f"{dataset}: test_fraction must be strictly between 0 and 1 (the share of classes held "
+            f"out for testing), got {test_fraction}."
+        )
+
+
+def split_custom_classes(
+    classes: Sequence[str], seed: int, test_fraction: float, source: str
+) -> tuple[list[str], list[str]]:
+    """Seeded class split of a user's dataset; each side needs two classes to be evaluated."""
+    need = 2 * MIN_CLASSES_PER_SPLIT
+    if len(classes) < need:
+        raise DatasetNotFoundError(
+            f"{source} has {len(classes)} classes with images; the zero-shot protocol needs at "
+            f"least {need} (train and test classes are disjoint and each side needs "
+            f"{MIN_CLASSES_PER_SPLIT}). Add classes."
+        )
+    train, test = seeded_class_split(classes, seed, test_fraction)
+    if min(len(train), len(test)) < MIN_CLASSES_PER_SPLIT:
+        raise ConfigError(
+            f"{source}: test_fraction={test_fraction} leaves {len(train)} train and {len(test)} "
+            f"test classes out of {len(classes)}; each side needs at least "
+            f"{MIN_CLASSES_PER_SPLIT}. Choose a test_fraction closer to 0.5."
+        )
+    return train, test
+
+
 def contiguous_labels(item_classes: Sequence[str], classes: Sequence[str]) -> list[int]:
     """Map each item's class id to its index in ``classes`` (labels ``0..C-1``)."""
     index = {c: i for i, c in enumerate(classes)}
@@ -152,7 +225,8 @@ class ImageListDataset(torch.utils.data.Dataset):
     """A split of a photo dataset: a list of image files and their class ids.
 
     ``classes`` are the split's original class ids in label order; ``labels`` are contiguous
-    ``0..C-1``. ``transform`` receives the PIL RGB image.
+    ``0..C-1``; ``class_names`` are readable names in label order (the ids when the dataset has
+    no names). ``transform`` receives the PIL RGB image.
     """
 
     def __init__(
@@ -162,12 +236,16 @@ class ImageListDataset(torch.utils.data.Dataset):
         classes: Sequence[str],
         transform: Callable[[Any], Any] | None,
         name: str,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         if len(paths) != len(item_classes):
             raise ValueError("paths and item_classes must have the same length")
         self.paths = [Path(p) for p in paths]
         self.classes: Sequence[str] = list(classes)
         self.labels: Sequence[int] = contiguous_labels(item_classes, self.classes)
+        self.class_names = list(class_names) if class_names is not None else list(self.classes)
+        if len(self.class_names) != len(self.classes):
+            raise ValueError("class_names must have one entry per class")
         self.transform = transform
         self.name = name
 
