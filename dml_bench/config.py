@@ -76,9 +76,7 @@ def _coerce_scalar(value: Any, target: Any, where: str) -> Any:
         allowed = typing.get_args(target)
         if value in allowed:
             return value
-        raise ConfigError(
-            f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}."
-        )
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
     if typing.get_origin(target) is tuple:
         args = typing.get_args(target)
         items = value.split(",") if isinstance(value, str) else list(value)

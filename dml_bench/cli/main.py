@@ -1,0 +1,257 @@
+"""The ``dml-bench`` command line: thin click commands over library functions.
+
+Each command parses its options, builds a request and calls one library function. Heavy imports
+(torch, matplotlib) happen inside commands so ``dml-bench --help`` stays fast. Bad input
+(:class:`~dml_bench.errors.UserError`) is printed as one paragraph with exit code 2 and no traceback;
+a run that failed makes ``run`` exit with 1; Ctrl-C exits with 130 after recording the run as
+interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from dml_bench.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USER_ERROR = 2
+EXIT_RUN_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def user_errors(func: F) -> F:
+    """Turn a UserError into one paragraph on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            message = textwrap.fill(
+                str(exc), width=100, break_long_words=False, break_on_hyphens=False
+            )
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def configure_logging(verbose: bool) -> None:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("dml_bench")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="dml-bench")
+def cli() -> None:
+    """dml-bench: does Proxy-NCA beat triplet-based losses, and does it converge faster?
+
+    Train methods with one loop and one evaluator (`run`), then turn the recorded runs into
+    tables and figures that answer the paper's research questions (`report`).
+    """
+
+
+def _csv_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items
+
+
+@cli.command()
+@click.option("--methods", help="Comma-separated methods (default: the five built-in methods).")
+@click.option("--dataset", help="Dataset name, or folder:PATH / csv:FILE (default: hershey).")
+@click.option("--seeds", help="Comma-separated seeds (default: 0).")
+@click.option("--steps", type=int, help="Training steps per run.")
+@click.option("--eval-every", type=int, help="Evaluate on the test classes every N steps.")
+@click.option("--batch-size", type=int)
+@click.option("--embedding-size", type=int)
+@click.option("--lr", type=float, help="Learning rate of the network.")
+@click.option("--optimizer", type=str, help="adam, adamw, rmsprop or sgd.")
+@click.option(
+    "--trunk", help="Trunk (default: auto = small_cnn for hershey, googlenet for photos)."
+)
+@click.option("--pretrained/--no-pretrained", default=None, help="ImageNet weights for the trunk.")
+@click.option("--freeze-bn/--no-freeze-bn", default=None, help="Freeze batch-norm layers.")
+@click.option("--preset", help="nofuss (the paper's set-up) or mlrc (Reality Check).")
+@click.option(
+    "--val-classes", type=float, help="Fraction of train classes held out for validation."
+)
+@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA (default: on).")
+@click.option("--num-workers", type=int, help="DataLoader worker processes.")
+@click.option("--checkpoint-every", type=int, help="Checkpoint every N steps (for resume).")
+@click.option(
+    "--data-root",
+    envvar="DML_BENCH_DATA_ROOT",
+    type=click.Path(path_type=Path),
+    help="Where datasets live (env: DML_BENCH_DATA_ROOT; default ~/.cache/dml-bench).",
+)
+@click.option("--download", is_flag=True, default=None, help="Download missing datasets.")
+@click.option(
+    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUES",
+    help="Set a parameter: METHOD.FIELD=v (a method's), dataset.FIELD=v (the dataset's) "
+    "or FIELD=v (a run option). Comma-separated values sweep: proxy_nca.scale=3,9.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="A TOML file with [run], [methods.NAME] and [dataset] tables; flags override it.",
+)
+@click.option(
+    "--rerun", is_flag=True, help="Train again beside completed runs instead of skipping."
+)
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", is_flag=True)
+@user_errors
+def run(**options: Any) -> None:
+    """Train methods on a dataset and record every run under --results-dir.
+
+    Re-running the same command resumes unfinished runs and skips completed ones.
+    """
+    from dml_bench.cli.run_options import request_from_options
+
+    configure_logging(options["verbose"])
+    request = request_from_options(options)
+    from dml_bench.train import plan_runs, run_experiment
+
+    configs = plan_runs(request)
+    progress = None
+    if not options["no_progress"]:
+        from tqdm import tqdm
+
+        progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
+    click.echo(f"{len(configs)} run(s) into {options['results_dir']}", err=True)
+    try:
+        outcomes = run_experiment(
+            configs, options["results_dir"], rerun=options["rerun"], progress=progress
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            "\nInterrupted: the current run was checkpointed and recorded as interrupted. "
+            "Run the same command again to resume it.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(format_outcomes(outcomes))
+    click.echo(f"\nReport: dml-bench report --results-dir {options['results_dir']}")
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(EXIT_RUN_FAILED)
+
+
+def format_outcomes(outcomes: list[Any]) -> str:
+    lines = [f"{'run':<52} {'status':<10} {'R@1':>6} {'NMI':>6}"]
+    for o in outcomes:
+        r1 = o.final.get("recall@1")
+        nmi = o.final.get("nmi")
+        lines.append(
+            f"{o.run_id:<52} {o.status:<10} "
+            f"{'' if r1 is None else f'{r1:.4f}':>6} {'' if nmi is None else f'{nmi:.4f}':>6}"
+            + (f"  ({o.reason})" if o.reason else "")
+        )
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option(
+    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where to write tables and figures (default: RESULTS_DIR/report).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="markdown",
+    show_default=True,
+    help="Table format printed: markdown, csv, json or latex.",
+)
+@click.option(
+    "--target",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Fraction of each method's best Recall@1 that counts as converged (RQ2).",
+)
+@user_errors
+def report(results_dir: Path, out: Path | None, fmt: str, target: float) -> None:
+    """Tables and figures answering the paper's research questions, from recorded runs."""
+    from dml_bench.report import make_report
+
+    configure_logging(False)
+    result = make_report(
+        results_dir, out or results_dir / "report", fmt=fmt, target_fraction=target
+    )
+    click.echo(result.text)
+
+
+@cli.command()
+@user_errors
+def methods() -> None:
+    """List the registered methods (built-in and plugins)."""
+    from dml_bench.methods import METHODS
+
+    for name in METHODS.names():
+        origin = METHODS.origin(name)
+        spec = METHODS.get(name)
+        config = spec.default_config()
+        needs = (
+            "random batches" if config.m_per_class is None else f"{config.m_per_class} per class"
+        )
+        click.echo(f"{name:<22} {spec.family:<6} {str(origin):<24} {needs:<15} {spec.description}")
+
+
+@cli.command()
+@click.option("--data-root", envvar="DML_BENCH_DATA_ROOT", type=click.Path(path_type=Path))
+@user_errors
+def datasets(data_root: Path | None) -> None:
+    """List the registered datasets, where each looks for its files, and whether it found them."""
+    from dml_bench.data import DATASETS, default_data_root
+
+    root = data_root or default_data_root()
+    click.echo(f"data root: {root}")
+    for name in DATASETS.names():
+        spec = DATASETS.get(name)
+        try:
+            located = spec.locate(root, spec.make_config({}))
+            where, found = str(located.path), "found" if located.found else "missing"
+        except UserError:
+            where, found = "(needs a path: --dataset " + name + ":PATH)", "-"
+        click.echo(f"{name:<10} {found:<8} {where}\n{'':<10} {spec.description}")
+
+
+def main() -> None:
+    cli(prog_name="dml-bench")
+
+
+if __name__ == "__main__":
+    main()

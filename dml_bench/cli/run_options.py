@@ -1,0 +1,154 @@
+"""Command-line options and config files -> an :class:`~dml_bench.train.ExperimentRequest`.
+
+Precedence, lowest first: RunConfig defaults, the preset, the TOML config file, flags and ``--set``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from dml_bench.errors import ConfigError, UserError
+
+# click option name -> RunConfig field
+RUN_FLAGS = (
+    "steps",
+    "eval_every",
+    "batch_size",
+    "embedding_size",
+    "lr",
+    "optimizer",
+    "trunk",
+    "pretrained",
+    "freeze_bn",
+    "val_classes",
+    "device",
+    "amp",
+    "num_workers",
+    "checkpoint_every",
+    "download",
+)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(
+            f"Cannot read the config file {str(path)!r} ({exc.strerror or exc}). Check the path."
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"The config file {str(path)!r} is not valid TOML ({exc}). Fix the syntax; the file "
+            "has tables [run], [methods.NAME] and [dataset], e.g. `[run]\\nsteps = 300`."
+        ) from None
+    unknown = sorted(set(data) - {"run", "methods", "dataset"})
+    if unknown:
+        raise ConfigError(
+            f"The config file {str(path)!r} has unknown top-level key(s) {', '.join(map(repr, unknown))}. "
+            "Valid tables are [run], [methods.NAME] and [dataset]."
+        )
+    return data
+
+
+def parse_setting(text: str) -> tuple[str | None, str, list[str]]:
+    """``METHOD.FIELD=a,b`` -> (METHOD, FIELD, [a, b]); ``FIELD=a`` -> (None, FIELD, [a])."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set {text!r} is not of the form KEY=VALUE (e.g. --set proxy_nca.scale=9, "
+            "--set dataset.images_per_class=10, --set lr=0.001)."
+        )
+    scope, dot, name = key.strip().rpartition(".")
+    values = [v.strip() for v in value.split(",")] if value.strip() else [""]
+    return (scope if dot else None), name, values
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def request_from_options(options: Mapping[str, Any]) -> Any:
+    from dml_bench.methods import BUILTIN_METHODS, METHODS
+    from dml_bench.train import ExperimentRequest
+
+    file = read_config_file(options["config_file"]) if options.get("config_file") else {}
+    run_file = dict(file.get("run", {}))
+    methods = options.get("methods") or run_file.pop("methods", None)
+    dataset = options.get("dataset") or run_file.pop("dataset", None) or "hershey"
+    seeds = options.get("seeds") or run_file.pop("seeds", None) or "0"
+    preset = options.get("preset") or run_file.pop("preset", None)
+    for key in ("methods", "dataset", "seeds", "preset"):
+        run_file.pop(key, None)
+
+    method_names = _parse_methods(methods) if methods else list(BUILTIN_METHODS)
+    for name in method_names:
+        METHODS.get(name)  # unknown names fail here, with the list of valid ones
+
+    run_params: dict[str, Any] = dict(run_file)
+    for flag in RUN_FLAGS:
+        if options.get(flag) is not None:
+            run_params[flag] = options[flag]
+    if options.get("data_root") is not None:
+        run_params["data_root"] = str(options["data_root"])
+
+    method_params: dict[str, dict[str, list[Any]]] = {
+        name: {k: _as_list(v) for k, v in table.items()}
+        for name, table in dict(file.get("methods", {})).items()
+    }
+    dataset_params: dict[str, Any] = dict(file.get("dataset", {}))
+    for text in options.get("settings") or ():
+        scope, name, values = parse_setting(text)
+        if scope is None:
+            if len(values) > 1:
+                raise ConfigError(
+                    f"--set {text!r}: only method parameters can be swept; run option {name!r} "
+                    "takes one value."
+                )
+            run_params[name] = values[0]
+        elif scope == "dataset":
+            if len(values) > 1:
+                raise ConfigError(f"--set {text!r}: dataset parameters take one value.")
+            dataset_params[name] = values[0]
+        else:
+            METHODS.get(scope)
+            method_params.setdefault(scope, {})[name] = values
+    return ExperimentRequest(
+        methods=tuple(method_names),
+        dataset=str(dataset),
+        seeds=_parse_seeds(seeds),
+        run_params=run_params,
+        method_params=method_params,
+        dataset_params=dataset_params,
+        preset=preset,
+    )
+
+
+def _parse_methods(value: Any) -> list[str]:
+    items = _as_list(value) if not isinstance(value, str) else value.split(",")
+    names = [str(v).strip() for v in items if str(v).strip()]
+    if not names:
+        raise ConfigError("--methods is empty. Name at least one method (see `dml-bench methods`).")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--methods lists a method twice: {', '.join(names)}.")
+    return names
+
+
+def _parse_seeds(value: Any) -> tuple[int, ...]:
+    items = _as_list(value) if not isinstance(value, str) else value.split(",")
+    try:
+        seeds = tuple(int(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        raise ConfigError(
+            f"--seeds {value!r} must be comma-separated integers, e.g. --seeds 0,1,2."
+        ) from None
+    if not seeds:
+        raise ConfigError("--seeds is empty; give at least one integer seed, e.g. --seeds 0.")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds lists a seed twice: {value!r}.")
+    return seeds

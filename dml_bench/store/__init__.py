@@ -1,0 +1,1 @@
+"""Run records under ``results/``: written atomically (``write``), read into pandas (``read``)."""

@@ -1,0 +1,77 @@
+"""The environment part of a run record: what software and hardware produced it."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PACKAGES = (
+    "dml-bench",
+    "torch",
+    "torchvision",
+    "pytorch-metric-learning",
+    "numpy",
+    "scikit-learn",
+    "pandas",
+    "faiss-cpu",
+    "hershey-fonts",
+)
+
+
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES + extra:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the dml-bench checkout, if it runs from one (editable installs)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def device_record(device: torch.device) -> dict[str, Any]:
+    record: dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        record["device_name"] = torch.cuda.get_device_name(device)
+        record["cuda"] = torch.version.cuda
+        record["cudnn"] = torch.backends.cudnn.version()
+    else:
+        record["device_name"] = platform.processor() or platform.machine()
+    return record
+
+
+def environment_record(device: torch.device, method_origin: dict[str, str]) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "method_origin": method_origin,
+        **device_record(device),
+    }

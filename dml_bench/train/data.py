@@ -1,0 +1,124 @@
+"""The data of one run: train / test (/ validation) splits, transforms, the diagnostic batch."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dml_bench.data import (
+    DATASETS,
+    DataRequest,
+    DatasetSpec,
+    DMLDataset,
+    assert_class_disjoint,
+    default_data_root,
+)
+from dml_bench.data.subsets import split_train_classes
+from dml_bench.models.trunks import IMAGENET_MEAN_STD, TRUNKS
+from dml_bench.train.config import RunConfig
+
+
+@dataclass
+class RunData:
+    spec: DatasetSpec[Any]
+    train: DMLDataset
+    test: DMLDataset
+    val: DMLDataset | None
+
+    @property
+    def num_train_classes(self) -> int:
+        return len(self.train.classes)
+
+
+def resolve_trunk(config: RunConfig, spec: DatasetSpec[Any]) -> str:
+    if config.trunk != "auto":
+        TRUNKS.get(config.trunk)  # validates the name
+        return config.trunk
+    return "small_cnn" if spec.input_kind == "tensor" else "googlenet"
+
+
+def _transforms(
+    config: RunConfig, spec: DatasetSpec[Any], train: bool
+) -> Callable[[Any], Any] | None:
+    if spec.input_kind == "tensor":
+        return None
+    from dml_bench.data.transforms import photo_transforms
+
+    trunk = TRUNKS.get(resolve_trunk(config, spec))
+    mean, std = trunk.weights_mean_std or IMAGENET_MEAN_STD
+    return photo_transforms(train=train, resize=config.resize, crop=config.crop, mean=mean, std=std)
+
+
+def data_root(config: RunConfig) -> Path:
+    return Path(config.data_root).expanduser() if config.data_root else default_data_root()
+
+
+def load_run_data(config: RunConfig) -> RunData:
+    """Build the splits of ``config.dataset`` and check the zero-shot protocol."""
+    spec = DATASETS.get(config.dataset)
+    root = data_root(config)
+
+    def build(split: str, train: bool) -> DMLDataset:
+        request = DataRequest(root, split, _transforms(config, spec, train), config.download)  # type: ignore[arg-type]
+        return spec.build(request, config.dataset_config)
+
+    train, test = build("train", True), build("test", False)
+    assert_class_disjoint(train, test, config.dataset)
+    val = None
+    if config.val_classes > 0:
+        train, val = split_train_classes(train, config.val_classes, config.seed)  # type: ignore[assignment]
+        val = _with_test_transform(val, build)
+    return RunData(spec=spec, train=train, test=test, val=val)
+
+
+def _with_test_transform(val: Any, build: Callable[[str, bool], DMLDataset]) -> Any:
+    """Validation images are evaluated like test images (centre crop, no flip)."""
+    val.dataset = build("train", False)
+    return val
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Gives each item's random transform its own seed, a function of (run seed, step, slot).
+
+    Data augmentation then depends neither on the number of loader workers nor on where a run was
+    resumed, so a resumed run sees exactly the images an uninterrupted one would have seen.
+    """
+
+    def __init__(self, dataset: DMLDataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, item_seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed)
+            state = random.getstate()
+            random.seed(item_seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(state)
+
+
+def diagnostic_indices(
+    labels: list[int] | Any, classes: int, per_class: int, seed: int
+) -> list[int]:
+    """A fixed batch of training images (``classes`` x ``per_class``) for the RQ1/RQ3 diagnostics."""
+    rng = np.random.RandomState(seed + 7919)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    eligible = sorted(c for c, idx in by_class.items() if len(idx) >= per_class)
+    chosen = rng.permutation(eligible)[:classes]
+    out: list[int] = []
+    for c in sorted(chosen.tolist()):
+        out += rng.choice(by_class[c], size=per_class, replace=False).tolist()
+    return out

@@ -1,0 +1,136 @@
+"""Evaluation inside a run: embed a split, score it, and the proxy diagnostics (RQ1, RQ3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from dml_bench.data import DMLDataset
+from dml_bench.methods import Method
+from dml_bench.models import Embedder
+from dml_bench.train.config import RunConfig
+from dml_bench.train.device import autocast, device_policy, to_device
+from dml_bench.train.interrupt import StopFlag
+
+
+class EmbeddingProgress:
+    """Progress over embedding batches; the CLI's factory replaces the no-op default."""
+
+    def __init__(self, factory: Any = None, total: int = 0, desc: str = "") -> None:
+        self.bar = factory(total=total, desc=desc, unit="batch", leave=False) if factory else None
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def embed_dataset(
+    model: Embedder,
+    dataset: DMLDataset,
+    config: RunConfig,
+    device: torch.device,
+    progress: EmbeddingProgress,
+    indices: Sequence[int] | None = None,
+    stop: StopFlag | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings (float32, on ``device``) and labels of ``dataset`` (or of ``indices`` of it)."""
+    policy = device_policy(device, config.amp)
+    subset: Any = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
+    loader = torch.utils.data.DataLoader(
+        subset,
+        batch_size=config.eval_batch_size,
+        shuffle=False,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    chunks, label_chunks = [], []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for images, labels in loader:
+            images, labels = to_device(images, labels, device, policy)
+            with autocast(device, policy):
+                chunks.append(model(images).float())
+            label_chunks.append(labels)
+            progress.update()
+            if stop is not None and stop.requested:
+                raise KeyboardInterrupt
+    progress.close()
+    model.train(was_training)
+    return torch.cat(chunks), torch.cat(label_chunks)
+
+
+def evaluate_split(
+    model: Embedder,
+    dataset: DMLDataset,
+    ks: Sequence[int],
+    config: RunConfig,
+    device: torch.device,
+    progress_factory: Any,
+    name: str,
+    stop: StopFlag | None = None,
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Metrics of ``dataset``, with the embeddings and labels they were computed from."""
+    from dml_bench.eval import evaluate
+
+    n_batches = -(-len(dataset) // config.eval_batch_size)
+    progress = EmbeddingProgress(progress_factory, n_batches, f"embed {name}")
+    embeddings, labels = embed_dataset(model, dataset, config, device, progress, stop=stop)
+    metrics = evaluate(
+        embeddings, labels, ks=tuple(k for k in ks if k < len(dataset)), seed=config.seed
+    )
+    return metrics, embeddings, labels
+
+
+def compute_diagnostics(
+    model: Embedder,
+    method: Method,
+    train: DMLDataset,
+    indices: list[int],
+    config: RunConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """RQ1 (proxy vs data-point loss, proxy error eps) and RQ3 (order agreement) on a fixed
+    diagnostic batch of training images, embedded with the current network."""
+    from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
+
+    proxy_loss = method.proxy_loss
+    assert proxy_loss is not None
+    embeddings, labels = embed_dataset(model, train, config, device, EmbeddingProgress(), indices)
+    with torch.no_grad():
+        terms = proxy_bound_terms(embeddings, labels, proxy_loss)
+        g = torch.Generator().manual_seed(config.seed + 104729)
+        triplets = sample_triplets(labels.cpu(), config.diagnostic_triplets, g).to(labels.device)
+        terms["order_agreement"] = order_agreement(embeddings, labels, proxy_loss, triplets)
+    return {k: float(v) for k, v in terms.items()}
+
+
+def retrieval_examples(
+    embeddings: torch.Tensor, labels: torch.Tensor, dataset: DMLDataset, config: RunConfig
+) -> dict[str, np.ndarray] | None:
+    """A few seeded test queries with their top-k neighbours, as thumbnails (qualitative figure)."""
+    from dml_bench.eval import nearest_neighbors
+
+    n = len(dataset)
+    q, k = min(config.retrieval_queries, n), min(config.retrieval_k, n - 1)
+    if q == 0 or k <= 0 or not hasattr(dataset, "thumbnail"):
+        return None
+    queries = np.random.RandomState(config.seed).choice(n, size=q, replace=False)
+    _, neighbours = nearest_neighbors(embeddings, k)
+    neighbours = neighbours[torch.as_tensor(queries, device=neighbours.device)].cpu().numpy()
+    thumb = dataset.thumbnail  # type: ignore[attr-defined]
+    labels_np = labels.cpu().numpy()
+    return {
+        "query_indices": queries,
+        "query_labels": labels_np[queries],
+        "neighbor_labels": labels_np[neighbours],
+        "query_images": np.stack([thumb(int(i)) for i in queries]),
+        "neighbor_images": np.stack([np.stack([thumb(int(j)) for j in row]) for row in neighbours]),
+    }
