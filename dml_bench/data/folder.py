@@ -71,8 +71,9 @@ def list_images(tree: Path) -> tuple[list[str], list[tuple[Path, str]]]:
         ) from None
     samples = make_dataset(str(tree), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     items = [(Path(path), names[index]) for path, index in samples]
-    used = sorted({c for _, c in items}, key=names.index)
-    empty = [n for n in names if n not in set(used)]
+    present = {c for _, c in items}
+    used = [n for n in names if n in present]
+    empty = [n for n in names if n not in present]
     if empty:
         logger.warning(
             "Ignoring %d class folders of %s without images (%s)", len(empty), tree, empty[:5]
