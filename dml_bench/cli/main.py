@@ -235,12 +235,18 @@ def methods() -> None:
 @user_errors
 def datasets(data_root: Path | None) -> None:
     """List the registered datasets, where each looks for its files, and whether it found them."""
+    from dml_bench.config import field_names
     from dml_bench.data import DATASETS, default_data_root
 
     root = data_root or default_data_root()
     click.echo(f"data root: {root}")
     for name in DATASETS.names():
         spec = DATASETS.get(name)
+        if "path" in field_names(spec.config_cls):
+            click.echo(
+                f"{name:<10} {'-':<8} (your data: --dataset {name}:PATH)\n{'':<10} {spec.description}"
+            )
+            continue
         try:
             located = spec.locate(root, spec.make_config({}))
             where, found = str(located.path), "found" if located.found else "missing"

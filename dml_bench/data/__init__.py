@@ -15,7 +15,7 @@ from dml_bench.data.base import (
 )
 from dml_bench.registry import Registry
 
-BUILTIN_DATASETS = ("hershey", "cub200", "cars196", "sop")
+BUILTIN_DATASETS = ("hershey", "cub200", "cars196", "sop", "folder", "csv_file")
 
 
 def _load(registry: Registry[DatasetSpec]) -> None:
