@@ -65,7 +65,9 @@ def proxy_bound_terms(
     ``denominator`` defaults to the loss's own (attribute ``denominator``), else the paper's
     ``"negatives"``.
     """
-    denominator = denominator or getattr(proxy_loss, "denominator", "negatives")
+    convention = str(getattr(proxy_loss, "denominator", "negatives"))
+    if denominator is not None:
+        convention = denominator
     x = F.normalize(embeddings, p=2, dim=1)
     proxies = proxy_loss.normalized_proxies().to(x.dtype)
     assigned = proxy_loss.assign(embeddings, labels)
@@ -76,8 +78,8 @@ def proxy_bound_terms(
     scale = float(proxy_loss.scale)
     eps = (x - proxies[assigned]).norm(dim=1)
     return {
-        "proxy_nca_loss": _nca(to_proxy_of, positive_pairs, negative_pairs, scale, denominator),
-        "data_nca_loss": _nca(data, positive_pairs, negative_pairs, scale, denominator),
+        "proxy_nca_loss": _nca(to_proxy_of, positive_pairs, negative_pairs, scale, convention),
+        "data_nca_loss": _nca(data, positive_pairs, negative_pairs, scale, convention),
         "proxy_triplet_loss": _triplet(to_proxy_of, positive_pairs, negative_pairs, margin),
         "data_triplet_loss": _triplet(data, positive_pairs, negative_pairs, margin),
         "eps_mean": float(eps.mean()) if len(eps) else math.nan,
