@@ -118,13 +118,24 @@ def _triplet(
     positive_pairs: torch.Tensor,
     negative_pairs: torch.Tensor,
     margin: float,
+    max_elements: int = 2**24,
 ) -> float:
-    """Mean hinge over all in-batch triplets (x, y, z); nan without a triplet."""
-    triplets = positive_pairs.unsqueeze(2) & negative_pairs.unsqueeze(1)  # [x, y, z]
-    if not bool(triplets.any()):
-        return math.nan
-    hinge = (distances.unsqueeze(2) - distances.unsqueeze(1) + margin).clamp_min(0)
-    return float(hinge[triplets].mean())
+    """Mean hinge over all in-batch triplets (x, y, z); nan without a triplet.
+
+    Anchors are taken in blocks so the (block, B, B) tensors stay under ``max_elements``: a
+    diagnostic batch of a few hundred points would otherwise need gigabytes.
+    """
+    size = len(distances)
+    block = max(1, max_elements // max(1, size * size))
+    total = distances.new_zeros((), dtype=torch.float64)
+    count = 0
+    for start in range(0, size, block):
+        rows = slice(start, start + block)
+        triplets = positive_pairs[rows].unsqueeze(2) & negative_pairs[rows].unsqueeze(1)
+        hinge = (distances[rows].unsqueeze(2) - distances[rows].unsqueeze(1) + margin).clamp_min(0)
+        total += hinge[triplets].sum(dtype=torch.float64)
+        count += int(triplets.sum())
+    return float(total) / count if count else math.nan
 
 
 def sample_triplets(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -170,3 +170,14 @@ def test_order_agreement_matches_brute_force(dynamic: bool) -> None:
     value = order_agreement(embeddings, labels, loss, triplets)
     assert value == pytest.approx(sum(agree) / len(agree))
     assert 0.0 < value < 1.0  # random proxies keep some orders and break others
+
+
+def test_triplet_term_is_the_same_when_computed_in_anchor_blocks() -> None:
+    from dml_bench.eval.diagnostics import _pair_masks, _triplet, squared_distances
+
+    embeddings, labels = _batch(5, 4, 6, seed=7)
+    distances = squared_distances(embeddings, embeddings)
+    positive_pairs, negative_pairs = _pair_masks(labels)
+    whole = _triplet(distances, positive_pairs, negative_pairs, 0.2)
+    blocked = _triplet(distances, positive_pairs, negative_pairs, 0.2, max_elements=3 * 20 * 20)
+    assert blocked == pytest.approx(whole, rel=1e-12)
