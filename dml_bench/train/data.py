@@ -108,17 +108,17 @@ class SeededItems(torch.utils.data.Dataset):
                 random.setstate(state)
 
 
-def diagnostic_indices(
-    labels: list[int] | Any, classes: int, per_class: int, seed: int
-) -> list[int]:
-    """A fixed batch of training images (``classes`` x ``per_class``) for the RQ1/RQ3 diagnostics."""
+def diagnostic_indices(labels: Any, classes: int, per_class: int, seed: int) -> list[int]:
+    """A fixed batch of training images for the RQ1/RQ3 diagnostics: ``classes`` classes with up
+    to ``per_class`` images each (classes with fewer than two images cannot give positives)."""
     rng = np.random.RandomState(seed + 7919)
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
         by_class.setdefault(int(y), []).append(i)
-    eligible = sorted(c for c, idx in by_class.items() if len(idx) >= per_class)
-    chosen = rng.permutation(eligible)[:classes]
+    eligible = sorted(c for c, idx in by_class.items() if len(idx) >= 2)
+    chosen = rng.permutation(eligible)[:classes] if eligible else np.array([], dtype=int)
     out: list[int] = []
     for c in sorted(chosen.tolist()):
-        out += rng.choice(by_class[c], size=per_class, replace=False).tolist()
+        take = min(per_class, len(by_class[c]))
+        out += rng.choice(by_class[c], size=take, replace=False).tolist()
     return out

@@ -456,7 +456,7 @@ def evaluation_row(
             model, data.val, data.spec.recall_ks, config, device, progress, "val", stop
         )
         row.update({f"val_{k}": v for k, v in val.items()})
-    if config.diagnostics and method.proxy_loss is not None:
+    if config.diagnostics and method.proxy_loss is not None and len(diag) >= 4:
         row.update(compute_diagnostics(model, method, data.train, diag, config, device))
     row["eval_s"] = time.perf_counter() - start
     return row

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dml_bench.errors import RunFailedError
+from dml_bench.methods import METHODS, build_method
+from dml_bench.models import build_embedder
+from dml_bench.train import RunConfig
+from dml_bench.train.loop import build_optimizer, check_finite, set_learning_rates
+
+from .conftest import run_tiny
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def proxy_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    results = tmp_path_factory.mktemp("results")
+    (outcome,) = run_tiny(results, data_root, ("proxy_nca",))
+    assert outcome.status == "completed", outcome.reason
+    return results / outcome.run_id
+
+
+def test_curve_starts_untrained_and_has_a_row_per_evaluation(proxy_run: Path) -> None:
+    rows = read_rows(proxy_run)
+    assert [int(r["step"]) for r in rows] == [0, 3, 6]
+    assert rows[0]["train_loss"] == "" and float(rows[1]["train_loss"]) > 0
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert elapsed[0] == 0.0 and elapsed == sorted(elapsed)
+    for r in rows:
+        assert 0.0 <= float(r["recall@1"]) <= float(r["recall@2"]) <= float(r["recall@8"]) <= 1.0
+
+
+def test_proxy_runs_record_the_rq1_and_rq3_diagnostics(proxy_run: Path) -> None:
+    row = read_rows(proxy_run)[-1]
+    for key in ("proxy_nca_loss", "data_nca_loss", "eps_mean", "eps_max", "order_agreement"):
+        assert math.isfinite(float(row[key])), key
+    assert float(row["eps_mean"]) <= float(row["eps_max"])
+
+
+def test_record_is_complete_and_says_what_ran(proxy_run: Path) -> None:
+    config = json.loads((proxy_run / "config.json").read_text())
+    assert config["method"] == "proxy_nca" and config["sampler"] == "random"
+    assert config["method_config"]["scale"] == METHODS.get("proxy_nca").default_config().scale
+    assert config["num_train_classes"] == config["num_test_classes"] == 12
+    summary = json.loads((proxy_run / "summary.json").read_text())
+    assert summary["final"]["recall@1"] == float(read_rows(proxy_run)[-1]["recall@1"])
+    assert json.loads((proxy_run / "status.json").read_text())["status"] == "completed"
+    assert not (proxy_run / "checkpoint.pt").exists()
+    env = json.loads((proxy_run / "env.json").read_text())
+    assert env["packages"]["torch"] == torch.__version__
+    assert env["device"] == "cpu" and env["method_origin"]["distribution"] == "built-in"
+
+
+def test_retrieval_examples_are_consistent(proxy_run: Path) -> None:
+    data = np.load(proxy_run / "retrievals.npz")
+    q, k = data["neighbor_labels"].shape
+    assert data["query_images"].shape[0] == q and data["neighbor_images"].shape[:2] == (q, k)
+    assert data["query_images"].dtype == np.uint8
+
+
+def test_pair_methods_use_m_per_class_batches(tmp_path: Path, data_root: Path) -> None:
+    (outcome,) = run_tiny(tmp_path, data_root, ("triplet_semihard",), diagnostics=False)
+    config = json.loads((tmp_path / outcome.run_id / "config.json").read_text())
+    assert config["sampler"] == "m_per_class:4"
+    assert "proxy_nca_loss" not in read_rows(tmp_path / outcome.run_id)[-1]
+
+
+def test_validation_classes_are_scored_separately(tmp_path: Path, data_root: Path) -> None:
+    (outcome,) = run_tiny(tmp_path, data_root, ("proxy_nca",), val_classes=0.25)
+    config = json.loads((tmp_path / outcome.run_id / "config.json").read_text())
+    assert config["num_val_classes"] == 3 and config["num_train_classes"] == 9
+    assert "val_recall@1" in read_rows(tmp_path / outcome.run_id)[-1]
+
+
+def test_loss_parameters_get_their_own_group_and_learning_rate() -> None:
+    spec = METHODS.get("proxy_nca")
+    method = build_method(spec, spec.make_config({"loss_lr": 0.05}), 10, 8)
+    model = build_embedder("small_cnn", 1, 8, pretrained=False)
+    optimizer = build_optimizer(model, method, RunConfig(lr=0.001))
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["loss"]["lr"] == 0.05 and groups["model"]["lr"] == 0.001
+    assert groups["loss"]["params"][0] is method.loss.proxies
+
+
+def test_learning_rate_decays_per_epoch() -> None:
+    spec = METHODS.get("nca")
+    method = build_method(spec, spec.default_config(), 10, 8)
+    optimizer = build_optimizer(
+        build_embedder("small_cnn", 1, 8, False),
+        method,
+        RunConfig(lr=1.0, lr_decay=0.5, lr_decay_epochs=2.0),
+    )
+    set_learning_rates(optimizer, RunConfig(lr=1.0, lr_decay=0.5, lr_decay_epochs=2.0), epoch=4.5)
+    assert optimizer.param_groups[0]["lr"] == 0.25
+
+
+def test_non_finite_losses_name_the_step_and_values() -> None:
+    check_finite(torch.tensor([1.0, 2.0]), 10, "run")
+    with pytest.raises(RunFailedError, match=r"step 12 .*steps 11-13: 1, nan, 3"):
+        check_finite(torch.tensor([1.0, float("nan"), 3.0]), 11, "run")
