@@ -416,6 +416,15 @@ class HersheyDataset(torch.utils.data.Dataset):
             image = self.transform(image)
         return image, self.labels[index]
 
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``indices`` as one batch, gathered in one indexing operation instead of one
+        Python call per item (the glyphs live in memory; per-item calls would dominate a step)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        images = to_unit_range(self.images[index])
+        if self.transform is not None:
+            images = torch.stack([self.transform(image) for image in images])
+        return images, self.label_tensor[index]
+
     def thumbnail(self, index: int, size: int = 64) -> np.ndarray:
         """Item ``index`` as uint8 ``size x size x 3`` (grey replicated to RGB for figures)."""
         grey = Image.fromarray(self.images[index, 0].cpu().numpy())

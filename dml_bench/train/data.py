@@ -87,25 +87,61 @@ class SeededItems(torch.utils.data.Dataset):
     """Gives each item's random transform its own seed, a function of (run seed, step, slot).
 
     Data augmentation then depends neither on the number of loader workers nor on where a run was
-    resumed, so a resumed run sees exactly the images an uninterrupted one would have seen.
+    resumed, so a resumed run sees exactly the images an uninterrupted one would have seen. Keys are
+    ``(index, seed)`` pairs from :class:`~dml_bench.train.sampling.StepBatchSampler`; a whole batch is
+    fetched at once (``__getitems__``), through the dataset's own ``get_batch`` when it has one.
     """
 
-    def __init__(self, dataset: DMLDataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
+    def __init__(self, dataset: DMLDataset) -> None:
+        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, item_seed = key
+        return self.__getitems__([key])[0]  # type: ignore[no-any-return]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> Any:
+        get_batch = getattr(self.dataset, "get_batch", None)
+        if get_batch is not None and getattr(self.dataset, "transform", None) is None:
+            return get_batch([i for i, _ in keys])  # deterministic: no randomness to seed
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed)
             state = random.getstate()
-            random.seed(item_seed)
             try:
-                return self.dataset[index]
+                items = []
+                for index, seed in keys:
+                    torch.manual_seed(seed)
+                    random.seed(seed)
+                    items.append(self.dataset[index])
+                return items
             finally:
                 random.setstate(state)
+
+
+class BatchedItems(torch.utils.data.Dataset):
+    """Plain batched access for evaluation: ``__getitems__`` through ``get_batch`` if available."""
+
+    def __init__(self, dataset: DMLDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        get_batch = getattr(self.dataset, "get_batch", None)
+        if get_batch is not None:
+            return get_batch(indices)
+        return [self.dataset[i] for i in indices]
+
+
+def collate(batch: Any) -> Any:
+    """Pass batches that ``get_batch`` already stacked; stack lists of items as usual."""
+    if isinstance(batch, tuple):
+        return batch
+    return torch.utils.data.default_collate(batch)
 
 
 def diagnostic_indices(labels: Any, classes: int, per_class: int, seed: int) -> list[int]:

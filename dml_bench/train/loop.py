@@ -31,6 +31,7 @@ from dml_bench.train.config import RunConfig
 from dml_bench.train.data import (
     RunData,
     SeededItems,
+    collate,
     diagnostic_indices,
     resolve_trunk,
 )
@@ -187,8 +188,9 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches for steps ``start..steps-1``; each item carries its own augmentation seed."""
     loader = torch.utils.data.DataLoader(
-        SeededItems(data.train, config.seed),
+        SeededItems(data.train),
         batch_sampler=StepBatchSampler(plan, start, config.steps),
+        collate_fn=collate,
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
