@@ -1,0 +1,82 @@
+"""k-means: recovers separated blobs, is deterministic per seed, and checks its input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+from dml_bench.errors import UserError
+from dml_bench.eval.clustering import clustering_nmi, kmeans
+
+
+def blobs(num_blobs: int, per_blob: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    centres = 10.0 * torch.randn(num_blobs, dim, generator=generator)
+    labels = torch.arange(num_blobs).repeat_interleave(per_blob)
+    points = centres[labels] + 0.1 * torch.randn(len(labels), dim, generator=generator)
+    return points, labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kmeans_plus_plus_recovers_separated_blobs(seed: int) -> None:
+    points, labels = blobs(8, 25, 16, seed)
+    result = kmeans(points, 8, seed=seed, init="k-means++")
+    assert normalized_mutual_info_score(labels, result.assignments) == pytest.approx(1.0)
+
+
+def test_random_init_with_many_small_clusters_recovers_most() -> None:
+    # SOP-like: many clusters of a few points, where the default init is random points. Random
+    # starts leave some clusters split and others merged, so NMI is high but below k-means++'s.
+    points, labels = blobs(60, 3, 8, seed=3)
+    random_start = kmeans(points, 60, seed=0, init="random", max_iter=50)
+    plus_plus = kmeans(points, 60, seed=0, init="k-means++", max_iter=50)
+    random_nmi = normalized_mutual_info_score(labels, random_start.assignments)
+    assert 0.9 < random_nmi <= normalized_mutual_info_score(labels, plus_plus.assignments)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_kmeans_is_deterministic_for_a_seed(init: str) -> None:
+    points = torch.randn(300, 5, generator=torch.Generator().manual_seed(4))
+    first = kmeans(points, 12, seed=7, init=init)  # type: ignore[arg-type]
+    second = kmeans(points, 12, seed=7, init=init, chunk_size=17)  # type: ignore[arg-type]
+    assert torch.equal(first.assignments, second.assignments)
+    other_seed = kmeans(points, 12, seed=8, init=init)  # type: ignore[arg-type]
+    assert not torch.equal(first.assignments, other_seed.assignments)
+
+
+def test_lloyd_iterations_do_not_increase_the_error() -> None:
+    points = torch.randn(400, 4, generator=torch.Generator().manual_seed(5))
+    one = kmeans(points, 10, seed=0, max_iter=1)
+    many = kmeans(points, 10, seed=0, max_iter=30)
+    assert many.inertia <= one.inertia + 1e-4
+    # The reported inertia is the summed squared distance to the assigned centroids.
+    direct = ((points - many.centroids[many.assignments]) ** 2).sum()
+    assert many.inertia == pytest.approx(float(direct), rel=1e-4)
+
+
+def test_every_cluster_is_used_even_with_duplicate_points() -> None:
+    points = torch.cat([torch.zeros(20, 3), torch.eye(3), 5 * torch.eye(3)])
+    result = kmeans(points, 7, seed=0, init="random")
+    assert torch.unique(result.assignments).numel() == 7
+
+
+def test_clustering_nmi_is_sklearns_nmi_of_the_same_clustering() -> None:
+    points, labels = blobs(6, 10, 4, seed=6)
+    points = points + 8.0 * torch.randn(points.shape, generator=torch.Generator().manual_seed(0))
+    normalized = torch.nn.functional.normalize(points, dim=1)
+    assignments = kmeans(normalized, 6, seed=3).assignments
+    expected = normalized_mutual_info_score(labels.numpy(), assignments.numpy())
+    assert clustering_nmi(normalized, labels, seed=3) == pytest.approx(expected, abs=1e-12)
+    assert 0.0 < expected < 1.0
+
+
+@pytest.mark.parametrize("num_clusters", [0, 11])
+def test_impossible_cluster_count_raises_user_error(num_clusters: int) -> None:
+    with pytest.raises(UserError):
+        kmeans(torch.randn(10, 2), num_clusters)
+
+
+def test_unknown_init_raises_user_error() -> None:
+    with pytest.raises(UserError, match="init"):
+        kmeans(torch.randn(10, 2), 2, init="best")  # type: ignore[arg-type]
