@@ -139,20 +139,37 @@ def run(**options: Any) -> None:
     from dml_bench.cli.run_options import request_from_options
 
     configure_logging(options["verbose"])
-    request = request_from_options(options)
-    from dml_bench.train import plan_runs, run_experiment
+    try:
+        request = request_from_options(options)
+        from dml_bench.train import plan_runs
 
-    configs = plan_runs(request)
+        configs = plan_runs(request)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted before any run started; nothing was written.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     progress = None
     if not options["no_progress"]:
         from tqdm import tqdm
 
         progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
     click.echo(f"{len(configs)} run(s) into {options['results_dir']}", err=True)
+    outcomes = _run_or_exit_on_interrupt(
+        configs, options["results_dir"], options["rerun"], progress
+    )
+    click.echo(format_outcomes(outcomes))
+    click.echo(f"\nReport: dml-bench report --results-dir {options['results_dir']}")
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(EXIT_RUN_FAILED)
+
+
+def _run_or_exit_on_interrupt(
+    configs: list[Any], results_dir: Path, rerun: bool, progress: Any
+) -> list[Any]:
+    """Run the experiment; Ctrl-C exits with 130 after the loop recorded the run as interrupted."""
+    from dml_bench.train import run_experiment
+
     try:
-        outcomes = run_experiment(
-            configs, options["results_dir"], rerun=options["rerun"], progress=progress
-        )
+        return run_experiment(configs, results_dir, rerun=rerun, progress=progress)
     except KeyboardInterrupt:
         click.echo(
             "\nInterrupted: the current run was checkpointed and recorded as interrupted. "
@@ -160,10 +177,6 @@ def run(**options: Any) -> None:
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
-    click.echo(format_outcomes(outcomes))
-    click.echo(f"\nReport: dml-bench report --results-dir {options['results_dir']}")
-    if any(o.status == "failed" for o in outcomes):
-        sys.exit(EXIT_RUN_FAILED)
 
 
 def format_outcomes(outcomes: list[Any]) -> str:

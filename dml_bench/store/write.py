@@ -40,9 +40,17 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+#: Mode of record files: readable by everyone, like files written with ``open`` under the usual
+#: umask (``mkstemp`` alone would leave them private to their owner).
+RECORD_MODE = 0o644
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` so that a reader, or a kill at any instant, sees the old or the
+    new content, never a mix; the temporary file is removed when writing fails."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, RECORD_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -191,16 +199,25 @@ class Claim:
 def claim_run(results_dir: Path, run_id: str, rerun: bool = False) -> Claim:
     """Claim the folder for ``run_id``: new, resumable, or (with ``rerun``) a fresh sibling.
 
-    A completed or failed run is skipped (``--rerun`` starts a new one beside it); a run whose lock
-    another live process holds is skipped; an interrupted run, or a "running" one whose process
-    died, is resumed.
+    A completed or failed run is skipped (``--rerun`` starts a new one beside it, or takes the
+    plain ``run_id`` when no folder has it yet); a run whose lock another live process holds is
+    skipped; an interrupted run, or a "running" one whose process died, is resumed.
     """
-    if rerun:
-        return Claim(_claim_fresh_sibling(results_dir, run_id))
     path = results_dir / run_id
+    for _ in range(3):  # a folder removed by another process between our steps: look again
+        try:
+            return _claim_at(results_dir, path, rerun)
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"run folder {path} keeps disappearing while it is claimed")
+
+
+def _claim_at(results_dir: Path, path: Path, rerun: bool) -> Claim:
     try:
         path.mkdir()
     except FileExistsError:
+        if rerun:
+            return Claim(_claim_fresh_sibling(results_dir, path.name))
         return _claim_existing(path)
     fd = _try_lock(path)
     if fd is None:  # another process created it a moment ago and holds it

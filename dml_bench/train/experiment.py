@@ -8,6 +8,7 @@ ones, and recording a failed run as failed while the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -17,16 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dml_bench.config import build_config, field_names, to_dict
 from dml_bench.data import DATASETS
 from dml_bench.errors import ConfigError, UserError
 from dml_bench.methods import METHODS
 from dml_bench.store.env import environment_record
-from dml_bench.store.write import claim_run, ensure_writable_dir
+from dml_bench.store.write import RunFolder, claim_run, ensure_writable_dir, read_status
 from dml_bench.train.config import RunConfig, preset_values, run_field_names
 from dml_bench.train.data import RunData, load_run_data, resolve_trunk
 from dml_bench.train.device import resolve_device
 from dml_bench.train.loop import ProgressFactory, train_run
+from dml_bench.train.sampling import BatchPlan
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +120,9 @@ def method_variants(
 
 
 def check_run(config: RunConfig) -> None:
-    """Checks that need the method and dataset together (batch composition, trunk name)."""
+    """Checks that need the method and dataset together (batch composition, trunk name), and the
+    device, so that a command asking for a GPU it cannot have fails before it skips or trains."""
+    resolve_device(config.device)
     spec = METHODS.get(config.method)
     spec.batch_needs(config.method_config).check_batch_size(config.batch_size, config.method)
     resolve_trunk(config, DATASETS.get(config.dataset))
@@ -139,9 +145,16 @@ def run_experiment(
     rerun: bool = False,
     progress: ProgressFactory | None = None,
 ) -> list[RunOutcome]:
+    """Train ``configs`` one after another into ``results_dir``.
+
+    Every check that needs the data (device, dataset files, batch composition against the train
+    split) runs for all runs still to train *before* the first run folder is claimed, so bad input
+    leaves the results directory exactly as it was.
+    """
     ensure_writable_dir(results_dir)
-    outcomes: list[RunOutcome] = []
     data_cache: dict[str, RunData] = {}
+    preflight([c for c in configs if rerun or not _finished(results_dir / c.run_id())], data_cache)
+    outcomes: list[RunOutcome] = []
     for config in configs:
         claim = claim_run(results_dir, config.run_id(), rerun=rerun)
         if claim.folder is None:
@@ -152,39 +165,68 @@ def run_experiment(
                 )
             )
             continue
-        folder = claim.folder
-        try:
-            device = resolve_device(config.device)
-            data = _cached_data(config, data_cache)
-            if not folder.resumed:
-                folder.write_json("config.json", run_record(config, folder.run_id, data))
-                folder.write_json(
-                    "env.json", environment_record(device, method_origin(config.method))
-                )
-            logger.info(
-                "%s %s on %s", "resume" if folder.resumed else "train", folder.run_id, device
-            )
-            result = train_run(config, data, folder, device, progress)
-            final = result.rows[-1] if result.rows else {}
-            outcomes.append(
-                RunOutcome(
-                    folder.run_id, config.variant, config.seed, result.status, result.reason, final
-                )
-            )
-        except (UserError, KeyboardInterrupt):
-            _forget_if_empty(folder.path)
-            raise
-        except Exception as exc:  # one broken run must not take the others down
-            reason = f"{type(exc).__name__}: {exc}"
-            folder.write_status("failed", _last_step(folder.path), reason)
-            logger.error("run %s failed: %s", folder.run_id, reason)
-            logger.debug("traceback of %s", folder.run_id, exc_info=True)
-            outcomes.append(
-                RunOutcome(folder.run_id, config.variant, config.seed, "failed", reason)
-            )
-        finally:
-            folder.release()
+        outcomes.append(_train_claimed(config, claim.folder, data_cache, progress))
     return outcomes
+
+
+def _train_claimed(
+    config: RunConfig,
+    folder: RunFolder,
+    data_cache: dict[str, RunData],
+    progress: ProgressFactory | None,
+) -> RunOutcome:
+    """Train one claimed run; a failure is recorded in its folder and returned, not raised."""
+    try:
+        device = resolve_device(config.device)
+        data = _cached_data(config, data_cache)
+        write_run_records(config, folder, data, device)
+        logger.info("%s %s on %s", "resume" if folder.resumed else "train", folder.run_id, device)
+        result = train_run(config, data, folder, device, progress)
+        final = result.rows[-1] if result.rows else {}
+        return RunOutcome(
+            folder.run_id, config.variant, config.seed, result.status, result.reason, final
+        )
+    except KeyboardInterrupt:
+        _forget_if_empty(folder.path)
+        raise
+    except UserError as exc:  # e.g. a corrupt image met while training: fixable, so resumable
+        if not _forget_if_empty(folder.path):
+            folder.write_status("interrupted", _last_step(folder.path), f"stopped: {exc}")
+        raise
+    except Exception as exc:  # one broken run must not take the others down
+        reason = f"{type(exc).__name__}: {exc}"
+        folder.write_status("failed", _last_step(folder.path), reason)
+        logger.error("run %s failed: %s", folder.run_id, reason)
+        logger.debug("traceback of %s", folder.run_id, exc_info=True)
+        return RunOutcome(folder.run_id, config.variant, config.seed, "failed", reason)
+    finally:
+        folder.release()
+
+
+def write_run_records(
+    config: RunConfig, folder: RunFolder, data: RunData, device: torch.device
+) -> None:
+    """config.json, then env.json, each written once: a run killed between the two writes gets
+    its env.json when it resumes (the folder counts as resumable once config.json exists)."""
+    if not (folder.path / "config.json").exists():
+        folder.write_json("config.json", run_record(config, folder.run_id, data))
+    if not (folder.path / "env.json").exists():
+        folder.write_json("env.json", environment_record(device, method_origin(config.method)))
+
+
+def preflight(configs: Sequence[RunConfig], data_cache: dict[str, RunData]) -> None:
+    """Raise the UserError a run would meet at start-up (no GPU, missing or corrupt data, a batch
+    the train split cannot fill) before any run folder is touched."""
+    for config in configs:
+        resolve_device(config.device)
+        data = _cached_data(config, data_cache)
+        needs = METHODS.get(config.method).batch_needs(config.method_config)
+        BatchPlan(data.train.labels, config.batch_size, config.seed, needs.m_per_class)
+
+
+def _finished(path: Path) -> bool:
+    """A completed or failed run is skipped without ``--rerun``, so it needs no preflight."""
+    return read_status(path) in ("completed", "failed")
 
 
 def _last_step(path: Path) -> int:
@@ -194,12 +236,19 @@ def _last_step(path: Path) -> int:
         return 0
 
 
-def _forget_if_empty(path: Path) -> None:
-    """A run folder claimed but never written (e.g. the data was missing) is removed again."""
-    if not (path / "config.json").exists():
-        for child in path.iterdir():
-            child.unlink()
+def _forget_if_empty(path: Path) -> bool:
+    """A run folder claimed but never written (e.g. the data was missing) is removed again;
+    returns whether it was (``False``: the folder holds a run and stays).
+
+    Best effort: it must never hide the error being raised, e.g. when another process has just
+    claimed the folder (it re-creates ``lock``, so the rmdir fails and the folder stays theirs).
+    """
+    if (path / "config.json").exists():
+        return False
+    with contextlib.suppress(OSError):
+        (path / "lock").unlink(missing_ok=True)
         path.rmdir()
+    return True
 
 
 def _cached_data(config: RunConfig, cache: dict[str, RunData]) -> RunData:
