@@ -26,20 +26,27 @@ from dml_bench.registry import Origin, Registry
 logger = logging.getLogger(__name__)
 
 DISABLE_ENV = "DML_BENCH_DISABLE_PLUGINS"
+METHODS_GROUP = "dml_bench.methods"
+DATASETS_GROUP = "dml_bench.datasets"
 
 
 def plugins_disabled() -> bool:
+    """``DML_BENCH_DISABLE_PLUGINS`` set to 1/true/yes/on: the way out when a plugin is broken."""
     return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def entry_point_origin(ep: EntryPoint) -> Origin:
+    """The distribution (and version) that declares ``ep``, read from its metadata only."""
     dist = ep.dist
     if dist is None:
-        return Origin(distribution=f"plugin {ep.value}")
+        return Origin(distribution=f"(unknown distribution of {ep.value})")
     return Origin(distribution=dist.metadata["Name"] or dist.name, version=dist.version)
 
 
 def _loader(ep: EntryPoint, origin: Origin, expected: type, group: str) -> Callable[[], Any]:
+    """The deferred import of one entry point, turning every failure into one PluginError that
+    names the distribution and the way to switch plugins off (no third-party traceback)."""
+
     def load() -> Any:
         try:
             obj = ep.load()
@@ -66,7 +73,12 @@ def _loader(ep: EntryPoint, origin: Origin, expected: type, group: str) -> Calla
 
 
 def load_plugins(group: str, registry: Registry[Any], expected: type) -> None:
-    """Reserve every entry point of ``group`` in ``registry``; objects load on first use."""
+    """Reserve every entry point of ``group`` in ``registry``; objects load on first use.
+
+    Only metadata is read here (``entry_points`` scans the installed distributions' dist-info),
+    so listing names never imports third-party code; a name clash is found here, before anything
+    is imported, and names both distributions (:class:`~dml_bench.registry.DuplicateNameError`).
+    """
     if plugins_disabled():
         logger.info("plugins disabled by %s", DISABLE_ENV)
         return

@@ -11,10 +11,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from dml_bench.errors import ConfigError
 from dml_bench.methods import ProxyLoss, build_method
 from dml_bench.testing import check_method
+
 from dml_bench_example_plugin import multi_similarity, proxy_anchor
 
 SPECS = [multi_similarity.SPEC, proxy_anchor.SPEC]

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dml_bench.errors import ConfigError
+from dml_bench.methods import MethodConfig, MethodSpec
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.losses import MultiSimilarityLoss
 from pytorch_metric_learning.miners import MultiSimilarityMiner
-
-from dml_bench.errors import ConfigError
-from dml_bench.methods import MethodConfig, MethodSpec
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def build_miner(config: MultiSimilarityConfig) -> MultiSimilarityMiner:
 
 SPEC: MethodSpec[MultiSimilarityConfig] = MethodSpec(
     name="multi_similarity",
-    description="Multi-Similarity loss on pairs mined by the Multi-Similarity miner (MS, CVPR 2019).",
+    description="Multi-Similarity loss on the pairs its miner keeps (MS, CVPR 2019).",
     reference="Wang, Han, Huang, Dong, Scott, Multi-Similarity Loss with General Pair Weighting "
     "for Deep Metric Learning, CVPR 2019",
     config_cls=MultiSimilarityConfig,

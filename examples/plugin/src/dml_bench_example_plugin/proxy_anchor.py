@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning.losses import ProxyAnchorLoss
-
 from dml_bench.errors import ConfigError
 from dml_bench.methods import MethodConfig, MethodSpec
+from pytorch_metric_learning.losses import ProxyAnchorLoss
 
 
 @dataclass(frozen=True)
