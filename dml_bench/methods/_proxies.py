@@ -38,19 +38,22 @@ Denominator = Literal["negatives", "all"]
 DEFAULT_SCALE = 9.0
 """Softmax scale on squared distances of unit vectors: the factor 3 of the reproductions, squared.
 
-Squared distances of unit vectors lie in [0, 4]; with s = 1 the logits span at most 4, too flat a
-softmax to separate classes (the loss saturates near log(num_negatives)). s = 9 lets a well-placed
-anchor reach a probability near 1 for its proxy while keeping gradients alive from the start, which
-is what a small CNN trained from scratch for a few hundred Adam steps (the hershey default) needs.
+Squared distances of unit vectors lie in [0, 4], so with s = 1 the logits span at most 4 and the
+softmax stays flat; reproductions multiply embeddings and proxies by 3 (dichotomies/proxy-nca,
+Deep-Metric-Learning-Baselines), i.e. s = 9. On the default hershey run (300 steps, proxy lr
+1e-2, seed 0) the scale mattered little: test Recall@1 0.677 / 0.705 / 0.679 for s = 1 / 3 / 9,
+within what one seed can tell apart. 9 is kept for fidelity to the reproductions; sweep it.
 """
 
-DEFAULT_PROXY_LR = 1e-2
-"""Learning rate of the proxies: 10x the trunk's default Adam lr of 1e-3.
+DEFAULT_PROXY_LR = 1e-1
+"""Learning rate of the proxies: 100x the trunk's default Adam lr of 1e-3.
 
 Proxies start at random (std 1 per coordinate, as pytorch-metric-learning) and must move across
-the sphere within a few hundred steps, so they get a larger step than the trunk (PML issue #206).
-100x (1e-1) makes Adam steps of a tenth per coordinate, which throws normalised proxies around;
-10x is a conservative default. Record and sweep it: the paper's results depend on it.
+the sphere within a few hundred steps, so they get a much larger step than the trunk (PML issue
+#206). Only their direction matters, and Adam's step is about ``lr`` per coordinate, so 1e-1
+rotates a proxy by a few degrees per step. Measured on the default hershey run (small CNN from
+scratch, Adam 1e-3, batch 64, 300 steps, scale 9, seed 0), test Recall@1 was 0.624 / 0.679 /
+0.769 for proxy lr 1e-3 / 1e-2 / 1e-1 (one seed each). Record and sweep it: results depend on it.
 """
 
 

@@ -39,7 +39,8 @@ class ProxyNCAConfig(MethodConfig):
     ``denominator``: ``"negatives"`` (the paper's) or ``"all"`` (softmax, as PML).
     ``proxies_per_class``: proxies owned by each class; the positive is the nearest of them.
     ``label_smoothing``: mass moved from the positive to the negatives (0 = none, the paper).
-    ``loss_lr``: the proxies' learning rate, 1e-2 = 10x the default Adam trunk lr.
+    ``loss_lr``: the proxies' learning rate, 1e-1 = 100x the default Adam trunk lr (see
+    ``_proxies.DEFAULT_PROXY_LR`` for the measurement behind it).
     ``m_per_class``: ``None`` = random batches (the paper's set-up).
     """
 
