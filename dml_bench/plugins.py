@@ -62,10 +62,12 @@ def _loader(ep: EntryPoint, origin: Origin, expected: type, group: str) -> Calla
                 f"{type(obj).__name__}, but dml-bench expects a {expected.__name__}. Fix or "
                 f"uninstall that distribution, or set {DISABLE_ENV}=1 to run without plugins."
             )
-        if getattr(obj, "name", ep.name) != ep.name:
+        declared_name = getattr(obj, "name", ep.name)
+        if declared_name != ep.name:
             raise PluginError(
                 f"The plugin {origin} declares entry point {ep.name!r} but its object is named "
-                f"{obj.name!r}; the two must match. Fix that distribution, or set {DISABLE_ENV}=1."
+                f"{declared_name!r}; the two must match. Fix that distribution, or set "
+                f"{DISABLE_ENV}=1."
             )
         return obj
 

@@ -278,7 +278,7 @@ def test_example_plugin_lists_trains_records_and_reports(site: Path, tmp_path: P
 @pytest.mark.slow
 def test_example_plugin_passes_its_own_tests(site: Path, tmp_path: Path) -> None:
     install_example_plugin(site)
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,

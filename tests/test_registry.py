@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import pytest
 
 from dml_bench.errors import PluginError, UnknownNameError, UserError
@@ -9,6 +11,7 @@ from dml_bench.registry import DuplicateNameError, Origin, Registry
 
 PLUGIN = Origin("some-plugin", "1.2.3")
 OTHER = Origin("other-plugin", "0.4")
+E = TypeVar("E")
 
 
 def _reject_non_strings(entry: object) -> None:
@@ -16,14 +19,14 @@ def _reject_non_strings(entry: object) -> None:
         raise PluginError(f"entries must be strings, got {type(entry).__name__}.")
 
 
-class CountingLoader:
+class CountingLoader(Generic[E]):
     """A lazy entry's import, counted, so a test can see when (and how often) it happens."""
 
-    def __init__(self, entry: object) -> None:
+    def __init__(self, entry: E) -> None:
         self.entry = entry
         self.calls = 0
 
-    def __call__(self) -> object:
+    def __call__(self) -> E:
         self.calls += 1
         return self.entry
 

@@ -47,7 +47,7 @@ class ProxyAnchorConfig(MethodConfig):
             )
 
 
-class DiagnosableProxyAnchorLoss(ProxyAnchorLoss):  # type: ignore[misc]
+class DiagnosableProxyAnchorLoss(ProxyAnchorLoss):
     """PML's Proxy-Anchor loss plus the :class:`~dml_bench.methods.ProxyLoss` protocol."""
 
     @property
