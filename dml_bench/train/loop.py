@@ -365,7 +365,8 @@ class _Trainer:
         self.window = []
         if check:
             check_finite(values, first, self.folder.run_id)
-        self.state.loss_sum += float(values.sum())
+        for value in values.tolist():  # step by step, so the sum never depends on the grouping
+            self.state.loss_sum += value
         self.state.loss_count += len(values)
         self.bar.update(len(values))
         self.bar.set_postfix({"loss": f"{float(values.mean()):.4f}"}, refresh=False)

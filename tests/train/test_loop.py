@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 import math
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_record_is_complete_and_says_what_ran(proxy_run: Path) -> None:
     assert json.loads((proxy_run / "status.json").read_text())["status"] == "completed"
     assert not (proxy_run / "checkpoint.pt").exists()
     env = json.loads((proxy_run / "env.json").read_text())
-    assert env["packages"]["torch"] == torch.__version__
+    assert env["packages"]["torch"] == importlib.metadata.version("torch")
     assert env["device"] == "cpu" and env["method_origin"]["distribution"] == "built-in"
 
 
