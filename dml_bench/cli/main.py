@@ -244,6 +244,16 @@ def methods() -> None:
 
 
 @cli.command()
+@user_errors
+def trunks() -> None:
+    """List the registered trunks (the networks an embedding head is put on)."""
+    from dml_bench.models import TRUNKS
+
+    for name in TRUNKS.names():
+        click.echo(f"{name:<12} {TRUNKS.get(name).description}")
+
+
+@cli.command()
 @click.option("--data-root", envvar="DML_BENCH_DATA_ROOT", type=click.Path(path_type=Path))
 @user_errors
 def datasets(data_root: Path | None) -> None:

@@ -233,8 +233,20 @@ def _claim_existing(path: Path) -> Claim:
     if status in ("completed", "failed"):
         os.close(fd)
         return Claim(None, f"already {status} (use --rerun to train it again beside the old one)")
+    remove_stale_temporaries(path)
     has_state = (path / "config.json").exists()
     return Claim(RunFolder(path, resumed=has_state, _lock_fd=fd))
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of atomic writes cut short by a kill (``.NAME.XXXX.tmp``).
+
+    Only called by the lock holder: no other process can be writing into the folder, so every
+    temporary file in it belongs to a writer that died.
+    """
+    for tmp in path.glob(".*.tmp"):
+        logger.debug("removing %s, left by a writer that was killed", tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def _claim_fresh_sibling(results_dir: Path, run_id: str) -> RunFolder:
