@@ -14,9 +14,12 @@ the model does and needs no optional dependency. Choices, measured at SOP scale 
   everywhere: k-means++ needs k sequential passes over the data, 11,316 at SOP scale, which cost
   more than all Lloyd iterations together there, while with ~5 points per cluster the init barely
   moves NMI (measured: ours 0.872 vs faiss 0.870 on the SOP-shaped benchmark data).
-* **Backend: torch, not faiss.** Measured at SOP scale (64-d): 8 Lloyd iterations took 42 CPU-s
-  here vs 36 CPU-s for faiss's 20-iteration run, equal wall-clock on the shared 2-core machine;
-  faiss is not enough faster to justify a second, CPU-only code path.
+* **Backend: torch, not faiss, for now.** Measured at SOP scale on a shared 2-core CPU
+  (benchmarks/README.md), faiss's k-means is faster: 1.7x at 64-d, about 3x at 512-d (its
+  assignment pass reaches ~150 GFLOP/s against ~60 for these torch blocks). Torch is kept because
+  it runs on the embeddings' device (GPU included), is seeded by a ``torch.Generator`` like the
+  rest of dml-bench, and needs no optional dependency; k-means is about a third of the evaluation
+  time. A faiss path on CPU when installed is the documented next step.
 * **Stop** when no assignment changes or after ``max_iter`` iterations (20, as
   pytorch-metric-learning passes to faiss).
 * **Empty clusters** are re-seeded with the points farthest from their centroids, so k stays k.
