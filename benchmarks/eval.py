@@ -97,7 +97,7 @@ def run_ours(embeddings: Any, labels: Any) -> tuple[dict[str, float], dict[str, 
 
     retrieval = _Timed(evaluator.retrieval_metrics)
     clustering = _Timed(evaluator.clustering_nmi)
-    evaluator.retrieval_metrics, evaluator.clustering_nmi = retrieval, clustering  # type: ignore[assignment]
+    evaluator.retrieval_metrics, evaluator.clustering_nmi = retrieval, clustering
     start = time.perf_counter()
     metrics = evaluator.evaluate(embeddings, labels, KS, nmi=True, seed=0)
     total = time.perf_counter() - start
