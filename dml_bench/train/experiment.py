@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import itertools
 import json
 import logging
@@ -77,11 +78,7 @@ def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
             f"({', '.join(request.methods)}). Add it to --methods or fix the name."
         )
     base_values = {**preset["run"], **dict(request.run_params)}
-    bad = sorted(set(base_values) - set(run_field_names()))
-    if bad:
-        raise ConfigError(
-            f"Unknown run option {bad[0]!r}. Valid run options are: {', '.join(run_field_names())}."
-        )
+    check_run_options(base_values)
     configs = []
     for seed in request.seeds:
         for method in request.methods:
@@ -100,6 +97,39 @@ def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
                 check_run(config)
                 configs.append(config)
     return configs
+
+
+#: RunConfig fields that a command sets through their own flag (or not at all), never as a run
+#: option: a value given for them in ``--set`` or ``[run]`` would be silently replaced.
+OWN_FLAG = {"method": "methods", "dataset": "dataset", "seed": "seeds", "preset": "preset"}
+NOT_SETTABLE = frozenset({"method_config", "dataset_config", "variant", "notes"})
+
+
+def settable_run_options() -> list[str]:
+    return [n for n in run_field_names() if n not in OWN_FLAG and n not in NOT_SETTABLE]
+
+
+def check_run_options(values: Mapping[str, Any]) -> None:
+    """Reject run options that do not exist or that this way of setting would ignore."""
+    for key in sorted(values):
+        if key in OWN_FLAG:
+            own = OWN_FLAG[key]
+            raise ConfigError(
+                f"{key!r} cannot be set as a run option (--set {key}=...); use --{own} on the "
+                f"command line or `{own} = ...` in the [run] table of --config."
+            )
+        if key in NOT_SETTABLE:
+            raise ConfigError(
+                f"{key!r} is filled in by dml-bench and cannot be set. Set method parameters with "
+                "--set METHOD.FIELD=v and dataset parameters with --set dataset.FIELD=v."
+            )
+        if key not in run_field_names():
+            close = difflib.get_close_matches(key, settable_run_options(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"Unknown run option {key!r}.{hint} Valid run options are: "
+                f"{', '.join(settable_run_options())}."
+            )
 
 
 def method_variants(
