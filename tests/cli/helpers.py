@@ -105,7 +105,17 @@ def start(args: Sequence[str], data_root: Path) -> CliProcess:
 
 
 #: What the fork server imports once, so that each launched process starts warm.
-FORKSERVER_PRELOAD = ["dml_bench.cli.main", "dml_bench.cli.run_options", "dml_bench.train"]
+FORKSERVER_PRELOAD = [
+    "dml_bench.cli.main",
+    "dml_bench.cli.run_options",
+    "dml_bench.train",
+    "dml_bench.eval",
+    "dml_bench.methods.proxy_nca",
+    "dml_bench.models.trunks",
+    "pytorch_metric_learning.losses",
+    "pytorch_metric_learning.miners",
+    "torchvision.models",
+]
 
 
 @functools.cache

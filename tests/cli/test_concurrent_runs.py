@@ -58,41 +58,56 @@ def _check_results_dir(results: Path, alone: Path) -> None:
         assert_same_results(run, alone / run.name)
 
 
-def test_the_same_command_twice_at_once_trains_each_run_once(
-    tmp_path: Path, data_root: Path, alone: Path
-) -> None:
-    results = tmp_path / "results"
-    args = run_args(results, methods="proxy_nca,nca")
-    outcomes = run_all({"first": args, "second": args}, data_root, tmp_path / "logs")
-    for name, outcome in outcomes.items():
-        assert outcome.exit_code == 0, f"{name}:\n{outcome.output}"
-    runs = run_folders(results)
-    assert len(runs) == 2
-    trained = _trained_by(outcomes)
-    assert {run.name: len(trained.get(run.name, [])) for run in runs} == {
-        run.name: 1 for run in runs
-    }
-    for run in runs:
-        (trainer,) = trained[run.name]
-        (other,) = set(outcomes) - {trainer}
-        assert re.search(rf"{run.name}\s+skipped", outcomes[other].output), outcomes[other].output
-    _check_results_dir(results, alone)
+SAME = ("first", "second")  # the same command, twice
+OVERLAPPING = "overlapping"  # another command: more seeds, methods in the other order
 
 
-def test_different_overlapping_commands_at_once_train_each_run_once(
-    tmp_path: Path, data_root: Path, alone: Path
-) -> None:
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def together(
+    tmp_path_factory: pytest.TempPathFactory, data_root: Path
+) -> tuple[Path, dict[str, Signalled]]:
+    """Three ``dml-bench run`` processes started at once into one results directory."""
+    base = tmp_path_factory.mktemp("together")
+    results = base / "results"
+    same = run_args(results, methods="proxy_nca,nca")
     commands = {
-        "seed0": run_args(results, methods="proxy_nca,nca"),
-        "seeds01_reversed": run_args(results, "--seeds", "1,0", methods="nca,proxy_nca"),
+        SAME[0]: same,
+        SAME[1]: same,
+        OVERLAPPING: run_args(results, "--seeds", "1,0", methods="nca,proxy_nca"),
     }
-    outcomes = run_all(commands, data_root, tmp_path / "logs")
+    return results, run_all(commands, data_root, base / "logs")
+
+
+def test_every_process_succeeds_and_every_run_completes(
+    together: tuple[Path, dict[str, Signalled]], alone: Path
+) -> None:
+    results, outcomes = together
     for name, outcome in outcomes.items():
         assert outcome.exit_code == 0, f"{name}:\n{outcome.output}"
-    runs = run_folders(results)
-    assert len(runs) == 4
-    trained = _trained_by(outcomes)
-    assert sorted(trained) == sorted(run.name for run in runs)
-    assert all(len(by) == 1 for by in trained.values()), trained
+    assert len(run_folders(results)) == 4
     _check_results_dir(results, alone)
+
+
+def test_every_run_is_trained_by_exactly_one_process(
+    together: tuple[Path, dict[str, Signalled]],
+) -> None:
+    results, outcomes = together
+    trained = _trained_by(outcomes)
+    assert sorted(trained) == sorted(run.name for run in run_folders(results))
+    assert all(len(by) == 1 for by in trained.values()), trained
+
+
+def test_the_same_command_skips_what_the_other_trains(
+    together: tuple[Path, dict[str, Signalled]],
+) -> None:
+    """Each run of the doubled command is skipped by whichever of the two did not train it."""
+    results, outcomes = together
+    trained = _trained_by(outcomes)
+    for run in run_folders(results):
+        if "seed0" not in run.name:
+            continue
+        (trainer,) = trained[run.name]
+        for other in set(SAME) - {trainer}:
+            assert re.search(rf"{run.name}\s+skipped", outcomes[other].output), outcomes[
+                other
+            ].output
