@@ -21,6 +21,7 @@ import io
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,17 @@ def train_and_time(
     return state, times
 
 
-def time_saves(state: dict[str, Any], saves: int) -> dict[str, list[float] | int]:
-    """Seconds per full save, per serialisation alone and per atomic write alone; bytes."""
+@dataclass(frozen=True)
+class SaveTimes:
+    """Seconds per full save, per serialisation alone and per atomic write alone; file bytes."""
+
+    full: list[float]
+    serialise: list[float]
+    write: list[float]
+    size: int
+
+
+def time_saves(state: dict[str, Any], saves: int) -> SaveTimes:
     full, serialise, write = [], [], []
     with tempfile.TemporaryDirectory(prefix="dml-bench-ckpt-") as tmp:
         folder = Path(tmp)
@@ -98,7 +108,7 @@ def time_saves(state: dict[str, Any], saves: int) -> dict[str, list[float] | int
             atomic_write_bytes(folder / "copy.pt", buffer.getvalue())
             write.append(time.perf_counter() - start)
         size = (folder / "checkpoint.pt").stat().st_size
-    return {"full": full, "serialise": serialise, "write": write, "bytes": size}
+    return SaveTimes(full, serialise, write, size)
 
 
 def main() -> None:
@@ -120,30 +130,24 @@ def main() -> None:
     saves = time_saves(state, args.saves)
 
     step = statistics.median(step_times)
-    save = statistics.median(saves["full"])  # type: ignore[arg-type]
+    save = statistics.median(saves.full)
     between = config.checkpoint_every * step
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(
-        f"run: {config.dataset} {config.method} trunk=small_cnn batch={config.batch_size} "
-        f"embedding={config.embedding_size} checkpoint_every={config.checkpoint_every}"
-    )
-    print(f"checkpoint size        {saves['bytes'] / 1e6:8.2f} MB")
-    print(
-        f"training step (median) {step * 1e3:8.2f} ms   (mean {statistics.mean(step_times) * 1e3:.2f})"
-    )
-    print(f"save (median)          {save * 1e3:8.2f} ms   = {save / step:.2f} training steps")
-    print(
-        f"  serialise            {statistics.median(saves['serialise']) * 1e3:8.2f} ms"  # type: ignore[arg-type]
-    )
-    print(
-        f"  atomic write + fsync {statistics.median(saves['write']) * 1e3:8.2f} ms"  # type: ignore[arg-type]
-    )
     amortised = save / between
     verdict = "meets" if amortised <= GOAL_AMORTISED else "misses"
-    print(
-        f"amortised overhead     {amortised * 100:8.3f} %  of the {config.checkpoint_every} steps "
-        f"between saves ({verdict} the goal <= {GOAL_AMORTISED:.0%})"
-    )
+    lines = [
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"run: {config.dataset} {config.method} trunk=small_cnn batch={config.batch_size} "
+        f"embedding={config.embedding_size} checkpoint_every={config.checkpoint_every}",
+        f"checkpoint size        {saves.size / 1e6:8.2f} MB",
+        f"training step (median) {step * 1e3:8.2f} ms   "
+        f"(mean {statistics.mean(step_times) * 1e3:.2f})",
+        f"save (median)          {save * 1e3:8.2f} ms   = {save / step:.2f} training steps",
+        f"  serialise            {statistics.median(saves.serialise) * 1e3:8.2f} ms",
+        f"  atomic write + fsync {statistics.median(saves.write) * 1e3:8.2f} ms",
+        f"amortised overhead     {amortised * 100:8.3f} %  of the {config.checkpoint_every} "
+        f"steps between saves ({verdict} the goal <= {GOAL_AMORTISED:.0%})",
+    ]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,7 +133,7 @@ def test_a_concurrent_reader_sees_old_or_new_never_a_mix(tmp_path: Path) -> None
 
 
 def test_rows_to_csv_round_trips_floats_and_keeps_every_column() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"step": 0, "train_loss": None, "recall@1": 0.1 + 0.2},
         {"step": 5, "train_loss": 1 / 3, "recall@1": 2.0 / 7, "val_nmi": 1e-300},
     ]
