@@ -32,8 +32,11 @@ DATA_ROOT_ENV = "DML_BENCH_DATA_ROOT"
 class DMLDataset(Protocol):
     """A split of a dataset: ``dataset[i] -> (image_tensor, label)``."""
 
-    labels: Sequence[int]
-    classes: Sequence[str]
+    @property
+    def labels(self) -> Sequence[int]: ...
+
+    @property
+    def classes(self) -> Sequence[str]: ...
 
     def __len__(self) -> int: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -108,7 +109,7 @@ def build_googlenet(in_channels: int, pretrained: bool) -> tuple[nn.Module, int]
 
     weights = GoogLeNet_Weights.IMAGENET1K_V1 if pretrained else None
     kw: dict[str, object] = {"aux_logits": False, "init_weights": True} if not pretrained else {}
-    model = _load_torchvision(googlenet, weights, "googlenet", **kw)
+    model: Any = _load_torchvision(googlenet, weights, "googlenet", **kw)
     model.transform_input = False  # normalisation is done by the data transforms
     model.conv1.conv = _adapt_first_conv(model.conv1.conv, in_channels)
     model.fc = nn.Identity()
@@ -120,7 +121,7 @@ def build_resnet50(in_channels: int, pretrained: bool) -> tuple[nn.Module, int]:
     from torchvision.models import ResNet50_Weights, resnet50
 
     weights = ResNet50_Weights.IMAGENET1K_V2 if pretrained else None
-    model = _load_torchvision(resnet50, weights, "resnet50")
+    model: Any = _load_torchvision(resnet50, weights, "resnet50")
     model.conv1 = _adapt_first_conv(model.conv1, in_channels)
     model.fc = nn.Identity()
     return model, 2048

@@ -27,6 +27,10 @@ EXECUTION_FIELDS = frozenset(
         "checkpoint_every",
         "eval_batch_size",
         "progress",
+        # labels, not values: a sweep's default point is the same run as the plain method
+        "variant",
+        "preset",
+        "notes",
     }
 )
 
@@ -110,7 +114,6 @@ class RunConfig:
     def identity(self) -> str:
         """A short hash of everything that changes the result (execution fields excluded)."""
         data = {k: v for k, v in to_dict(self).items() if k not in EXECUTION_FIELDS}
-        data.pop("notes", None)
         return config_hash(data)
 
     def run_id(self) -> str:

@@ -70,10 +70,10 @@ def load_run_data(config: RunConfig) -> RunData:
 
     train, test = build("train", True), build("test", False)
     assert_class_disjoint(train, test, config.dataset)
-    val = None
+    val: DMLDataset | None = None
     if config.val_classes > 0:
-        train, val = split_train_classes(train, config.val_classes, config.seed)  # type: ignore[assignment]
-        val = _with_test_transform(val, build)
+        train_part, val_part = split_train_classes(train, config.val_classes, config.seed)
+        train, val = train_part, _with_test_transform(val_part, build)
     return RunData(spec=spec, train=train, test=test, val=val)
 
 
@@ -99,7 +99,7 @@ class SeededItems(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        return self.__getitems__([key])[0]  # type: ignore[no-any-return]
+        return self.__getitems__([key])[0]
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> Any:
         get_batch = getattr(self.dataset, "get_batch", None)

@@ -12,6 +12,7 @@ from dml_bench.data import DMLDataset
 from dml_bench.methods import Method
 from dml_bench.models import Embedder
 from dml_bench.train.config import RunConfig
+from dml_bench.train.data import BatchedItems, collate
 from dml_bench.train.device import autocast, device_policy, to_device
 from dml_bench.train.interrupt import StopFlag
 
@@ -42,11 +43,12 @@ def embed_dataset(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings (float32, on ``device``) and labels of ``dataset`` (or of ``indices`` of it)."""
     policy = device_policy(device, config.amp)
-    subset: Any = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
+    order = list(range(len(dataset))) if indices is None else list(indices)
+    size = config.eval_batch_size
     loader = torch.utils.data.DataLoader(
-        subset,
-        batch_size=config.eval_batch_size,
-        shuffle=False,
+        BatchedItems(dataset),
+        batch_sampler=[order[i : i + size] for i in range(0, len(order), size)],
+        collate_fn=collate,
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
     )
@@ -124,13 +126,13 @@ def retrieval_examples(
         return None
     queries = np.random.RandomState(config.seed).choice(n, size=q, replace=False)
     _, neighbours = nearest_neighbors(embeddings, k)
-    neighbours = neighbours[torch.as_tensor(queries, device=neighbours.device)].cpu().numpy()
-    thumb = dataset.thumbnail  # type: ignore[attr-defined]
+    rows = neighbours[torch.as_tensor(queries, device=neighbours.device)].cpu().numpy()
+    thumb = dataset.thumbnail
     labels_np = labels.cpu().numpy()
     return {
         "query_indices": queries,
         "query_labels": labels_np[queries],
-        "neighbor_labels": labels_np[neighbours],
+        "neighbor_labels": labels_np[rows],
         "query_images": np.stack([thumb(int(i)) for i in queries]),
-        "neighbor_images": np.stack([np.stack([thumb(int(j)) for j in row]) for row in neighbours]),
+        "neighbor_images": np.stack([np.stack([thumb(int(j)) for j in row]) for row in rows]),
     }

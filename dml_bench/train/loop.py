@@ -481,7 +481,7 @@ def finish_run(
     examples = retrieval_examples(embeddings, labels, data.test, config)
     if examples is not None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **examples)
+        np.savez_compressed(buffer, **examples)  # type: ignore[arg-type]
         folder.write_bytes("retrievals.npz", buffer.getvalue())
     metric_names = [k for k in state.rows[-1] if k not in ("step", "epoch", "elapsed_s", "eval_s")]
     best_index = int(np.nanargmax([r.get("recall@1", float("nan")) for r in state.rows]))
