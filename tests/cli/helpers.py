@@ -282,15 +282,23 @@ def final_metrics(run: Path) -> dict[str, Any]:
     return {"final": summary["final"], "best": summary["best"], "best_step": summary["best_step"]}
 
 
-def assert_same_results(run: Path, reference: Path) -> None:
-    """Every metric of every evaluation, and the summary's final and best metrics, exactly equal."""
+def assert_same_results(run: Path, reference: Path, ignore: frozenset[str] = frozenset()) -> None:
+    """Every metric of every evaluation, and the summary's final and best metrics, exactly equal
+    (columns in ``ignore`` left out: only for a known, separately pinned bug)."""
     got, want = metric_rows(run), metric_rows(reference)
     assert [r["step"] for r in got] == [r["step"] for r in want]
     for row, ref in zip(got, want, strict=True):
-        differing = {k: (row.get(k), ref[k]) for k in ref if row.get(k) != ref[k]}
+        differing = {
+            k: (row.get(k), ref[k]) for k in ref if k not in ignore and row.get(k) != ref[k]
+        }
         assert not differing, f"step {ref['step']}: (got, reference) {differing}"
     assert set(got[0]) == set(want[0])
-    assert final_metrics(run) == final_metrics(reference)
+    for part in ("final", "best"):
+        got_part, want_part = final_metrics(run)[part], final_metrics(reference)[part]
+        assert {k: v for k, v in got_part.items() if k not in ignore} == {
+            k: v for k, v in want_part.items() if k not in ignore
+        }
+    assert final_metrics(run)["best_step"] == final_metrics(reference)["best_step"]
 
 
 def file_hashes(root: Path) -> dict[str, str]:
