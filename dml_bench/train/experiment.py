@@ -245,8 +245,9 @@ def write_run_records(
 
 
 def preflight(configs: Sequence[RunConfig], data_cache: dict[str, RunData]) -> None:
-    """Raise the UserError a run would meet at start-up (no GPU, missing or corrupt data, a batch
-    the train split cannot fill) before any run folder is touched."""
+    """Raise the UserError a run would meet at start-up (no GPU, missing data files or broken
+    listings, a batch the train split cannot fill) before any run folder is touched. Images are
+    decoded only when read: a corrupt image stops its run later, recorded as interrupted."""
     for config in configs:
         resolve_device(config.device)
         data = _cached_data(config, data_cache)
