@@ -79,14 +79,17 @@ def request_from_options(options: Mapping[str, Any]) -> Any:
 
     file = read_config_file(options["config_file"]) if options.get("config_file") else {}
     run_file = dict(file.get("run", {}))
-    methods = options.get("methods") or run_file.pop("methods", None)
-    dataset = options.get("dataset") or run_file.pop("dataset", None) or "hershey"
-    seeds = options.get("seeds") or run_file.pop("seeds", None) or "0"
-    preset = options.get("preset") or run_file.pop("preset", None)
+    # A flag given as "" is an error below, not a request for the default.
+    methods = _flag_or_file(options, run_file, "methods", None)
+    dataset = _flag_or_file(options, run_file, "dataset", "hershey")
+    seeds = _flag_or_file(options, run_file, "seeds", "0")
+    preset = _flag_or_file(options, run_file, "preset", None)
+    if not str(dataset).strip():
+        raise ConfigError("--dataset is empty. Name a dataset (see `dml-bench datasets`).")
     for key in ("methods", "dataset", "seeds", "preset"):
         run_file.pop(key, None)
 
-    method_names = _parse_methods(methods) if methods else list(BUILTIN_METHODS)
+    method_names = _parse_methods(methods) if methods is not None else list(BUILTIN_METHODS)
     for name in method_names:
         METHODS.get(name)  # unknown names fail here, with the list of valid ones
 
@@ -127,6 +130,15 @@ def request_from_options(options: Mapping[str, Any]) -> Any:
         dataset_params=dataset_params,
         preset=preset,
     )
+
+
+def _flag_or_file(
+    options: Mapping[str, Any], run_file: Mapping[str, Any], key: str, default: Any
+) -> Any:
+    """The flag's value if it was given (even empty), else the config file's, else ``default``."""
+    if options.get(key) is not None:
+        return options[key]
+    return run_file.get(key, default)
 
 
 def _parse_methods(value: Any) -> list[str]:

@@ -66,6 +66,9 @@ def _check_user_error(result: Result, *named: str) -> str:
 # (case id, extra arguments after the tiny command, methods, values the message must name)
 RUN_CASES: list[tuple[str, list[str], str, list[str]]] = [
     ("unknown_method", ["--methods", "nosuch"], "proxy_nca", ["'nosuch'", "Valid methods"]),
+    ("empty_methods", ["--methods", ""], "proxy_nca", ["--methods is empty"]),
+    ("empty_seeds", ["--seeds", ""], "proxy_nca", ["--seeds is empty"]),
+    ("empty_dataset", ["--dataset", ""], "proxy_nca", ["--dataset is empty"]),
     ("unknown_dataset", ["--dataset", "nosuch"], "proxy_nca", ["'nosuch'", "hershey"]),
     ("unknown_trunk", ["--trunk", "nosuch"], "proxy_nca", ["'nosuch'", "small_cnn"]),
     ("unknown_preset", ["--preset", "nosuch"], "proxy_nca", ["'nosuch'", "nofuss"]),
