@@ -385,6 +385,9 @@ class _Trainer:
             stop,
         )
         self.state.rows.append(row)
+        # Only a finished evaluation consumes the loss accumulators: one interrupted mid-way is
+        # redone on resume and must see the same training losses.
+        self.state.loss_sum, self.state.loss_count = 0.0, 0
         self.folder.write_metrics(self.state.rows)
         self.bar.set_postfix({"R@1": f"{row.get('recall@1', float('nan')):.3f}"})
 
@@ -448,7 +451,6 @@ def evaluation_row(
         "elapsed_s": state.elapsed_s,
         "train_loss": state.loss_sum / state.loss_count if state.loss_count else None,
     }
-    state.loss_sum, state.loss_count = 0.0, 0
     test, last.embeddings, last.labels = evaluate_split(
         model, data.test, data.spec.recall_ks, config, device, progress, "test", stop
     )
