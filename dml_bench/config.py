@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -31,6 +32,19 @@ def field_names(cls: type) -> list[str]:
 
 def _resolved_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _coerce_scalar(value: Any, target: Any, where: str) -> Any:
@@ -58,16 +72,12 @@ def _coerce_scalar(value: Any, target: Any, where: str) -> Any:
                 pass
         raise ConfigError(f"{where} must be an integer, got {value!r}.")
     if target is float:
-        if isinstance(value, bool):
+        number = _to_float(value)
+        if number is None:
             raise ConfigError(f"{where} must be a number, got {value!r}.")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be a number, got {value!r}.")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}.")
+        return number
     if target is str:
         if isinstance(value, str):
             return value
@@ -111,9 +121,12 @@ def build_config(cls: type[C], values: Mapping[str, Any], where: str) -> C:
     names = field_names(cls)
     unknown = sorted(set(values) - set(names))
     if unknown:
+        valid = (
+            f"Valid keys are: {', '.join(names)}." if names else f"{where} has no settable keys."
+        )
         raise ConfigError(
             f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
-            f"{where}. Valid keys are: {', '.join(names)}."
+            f"{where}. {valid}"
         )
     hints = _resolved_hints(cls)
     kwargs = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in values.items()}

@@ -233,14 +233,20 @@ def methods() -> None:
     """List the registered methods (built-in and plugins)."""
     from dml_bench.methods import METHODS
 
-    for name in METHODS.names():
-        origin = METHODS.origin(name)
+    names = METHODS.names()
+    origins = {name: str(METHODS.origin(name)) for name in names}
+    name_width = max(map(len, names)) + 2
+    origin_width = max(map(len, origins.values())) + 2
+    for name in names:
         spec = METHODS.get(name)
         config = spec.default_config()
         needs = (
             "random batches" if config.m_per_class is None else f"{config.m_per_class} per class"
         )
-        click.echo(f"{name:<22} {spec.family:<6} {str(origin):<24} {needs:<15} {spec.description}")
+        click.echo(
+            f"{name:<{name_width}}{spec.family:<7}{origins[name]:<{origin_width}}{needs:<16}"
+            f"{spec.description}"
+        )
 
 
 @cli.command()

@@ -66,12 +66,17 @@ def device_record(device: torch.device) -> dict[str, Any]:
     return record
 
 
-def environment_record(device: torch.device, method_origin: dict[str, str]) -> dict[str, Any]:
+def environment_record(
+    device: torch.device,
+    method_origin: dict[str, str],
+    dataset_origin: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
         "git_commit": git_commit(),
         "method_origin": method_origin,
+        "dataset_origin": dataset_origin or {"distribution": "built-in", "version": ""},
         **device_record(device),
     }

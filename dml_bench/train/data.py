@@ -110,7 +110,7 @@ class SeededItems(torch.utils.data.Dataset):
             try:
                 items = []
                 for index, seed in keys:
-                    torch.manual_seed(seed)
+                    torch.default_generator.manual_seed(seed)  # CPU only: no lazy-CUDA cost
                     random.seed(seed)
                     items.append(self.dataset[index])
                 return items

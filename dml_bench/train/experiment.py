@@ -241,7 +241,12 @@ def write_run_records(
     if not (folder.path / "config.json").exists():
         folder.write_json("config.json", run_record(config, folder.run_id, data))
     if not (folder.path / "env.json").exists():
-        folder.write_json("env.json", environment_record(device, method_origin(config.method)))
+        folder.write_json(
+            "env.json",
+            environment_record(
+                device, method_origin(config.method), dataset_origin(config.dataset)
+            ),
+        )
 
 
 def preflight(configs: Sequence[RunConfig], data_cache: dict[str, RunData]) -> None:
@@ -307,6 +312,11 @@ def method_origin(method: str) -> dict[str, str]:
     return {"distribution": origin.distribution, "version": origin.version}
 
 
+def dataset_origin(dataset: str) -> dict[str, str]:
+    origin = DATASETS.origin(dataset)
+    return {"distribution": origin.distribution, "version": origin.version}
+
+
 def run_record(config: RunConfig, run_id: str, data: RunData) -> dict[str, Any]:
     spec = METHODS.get(config.method)
     needs = spec.batch_needs(config.method_config)
@@ -326,6 +336,7 @@ def run_record(config: RunConfig, run_id: str, data: RunData) -> dict[str, Any]:
             "num_test_images": len(data.test),
             "num_val_classes": len(data.val.classes) if data.val is not None else 0,
             "method_origin": method_origin(config.method),
+            "dataset_origin": dataset_origin(config.dataset),
         }
     )
     return record

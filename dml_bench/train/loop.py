@@ -292,7 +292,13 @@ class _Trainer:
         )
 
     def interrupted(self) -> None:
-        self.flush_losses(check=False)
+        """Checkpoint at the step boundary the Ctrl-C was taken at. Losses not yet checked are
+        checked first: a non-finite one fails the run instead of being saved."""
+        try:
+            self.flush_losses(check=True)
+        except RunFailedError as exc:
+            self.folder.write_status("failed", self.state.step, str(exc))
+            return
         self.stop_clock()
         self.checkpoint()
         self.folder.write_status("interrupted", self.state.step, "interrupted by the user (Ctrl-C)")

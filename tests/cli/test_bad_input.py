@@ -58,8 +58,9 @@ def _check_user_error(result: Result, *named: str) -> str:
     assert "Error:" in result.output, result.output
     message = result.output[result.output.index("Error:") :].strip()
     assert "\n\n" not in message, f"more than one paragraph:\n{message}"
+    flat = " ".join(message.split())  # the CLI wraps lines; a value may straddle a break
     for value in named:
-        assert value in message, f"{value!r} not named in:\n{message}"
+        assert value in flat, f"{value!r} not named in:\n{message}"
     return message
 
 

@@ -159,11 +159,7 @@ def test_ctrl_c_exits_130_records_interrupted_and_resumes(
     assert "Ctrl-C" in status["reason"]
     assert (run / "checkpoint.pt").exists()
     assert not (run / "summary.json").exists()
-    # A Ctrl-C that lands in an evaluation step meets the loop bug pinned (exactly) by
-    # test_ctrl_c_during_an_evaluation_resumes_exactly: train_loss is compared only elsewhere.
-    in_evaluation = status["step"] % EVAL_EVERY == 0
-    ignore = frozenset({"train_loss"}) if in_evaluation else frozenset()
-    output = _resume_and_check(results, data_root, reference, ignore)
+    output = _resume_and_check(results, data_root, reference)
     assert f"resuming at step {status['step']}" in output
 
 
@@ -214,14 +210,6 @@ def _sigint_during_evaluation(monkeypatch: pytest.MonkeyPatch, evaluation: int) 
     monkeypatch.setattr(loop, "evaluate_split", interrupting_evaluation)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loop.py evaluation_row (line ~451) zeroes state.loss_sum/loss_count before the "
-    "evaluation runs; a Ctrl-C during that evaluation checkpoints the zeroed accumulators, so the "
-    "resumed run re-evaluates the step with train_loss empty. Fix: compute train_loss from the "
-    "accumulators but reset them only after the row is complete (e.g. in _Trainer.evaluate after "
-    "evaluation_row returns).",
-)
 def test_ctrl_c_during_an_evaluation_resumes_exactly(
     tmp_path: Path, data_root: Path, reference: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
