@@ -14,14 +14,21 @@ the model does and needs no optional dependency. Choices, measured at SOP scale 
   everywhere: k-means++ needs k sequential passes over the data, 11,316 at SOP scale, which cost
   more than all Lloyd iterations together there, while with ~5 points per cluster the init barely
   moves NMI (measured: ours 0.872 vs faiss 0.870 on the SOP-shaped benchmark data).
-* **Backend: torch, not faiss, for now.** Measured at SOP scale on a shared 2-core CPU
-  (benchmarks/README.md), faiss's k-means is faster: 1.7x at 64-d, about 3x at 512-d (its
-  assignment pass reaches ~150 GFLOP/s against ~60 for these torch blocks). Torch is kept because
-  it runs on the embeddings' device (GPU included), is seeded by a ``torch.Generator`` like the
-  rest of dml-bench, and needs no optional dependency; k-means is about a third of the evaluation
-  time. A faiss path on CPU when installed is the documented next step.
+* **Backend: the same Lloyd loop everywhere; only the assignment kernel differs.** On CPU, for
+  float32 points, the nearest-centroid search runs in faiss (``IndexFlatL2``, exact) when faiss is
+  importable: measured at SOP scale on the shared 2-core CPU, one assignment pass costs ~2.8
+  CPU-s in faiss against ~4-5 in torch at 64-d, and ~8 against ~13 at 512-d (benchmarks/README.md).
+  On GPU tensors, for float64, or without faiss, it runs in torch, blockwise, on the points' device.
+  Init, update, empty-cluster handling, stopping rule and seed are ours in both cases, so the two
+  backends run the same algorithm and differ only by float rounding in the distances (and so,
+  rarely, by which of two equidistant centroids a point joins). ``faiss.Kmeans`` itself is not
+  used: it always runs all ``niter`` iterations, seeds its own generator and splits clusters its
+  own way, so results would change with the backend.
 * **Stop** when no assignment changes or after ``max_iter`` iterations (20, as
-  pytorch-metric-learning passes to faiss).
+  pytorch-metric-learning passes to faiss). Stopping early is exact, not an approximation: once no
+  assignment changes, the centroids and so every later iteration are the same, whereas
+  ``faiss.Kmeans`` would run the remaining iterations to no effect (at SOP scale our loop converges
+  in 2-8 iterations, see benchmarks/README.md).
 * **Empty clusters** are re-seeded with the points farthest from their centroids, so k stays k.
 * Assignment uses ``argmax(x . c - |c|^2 / 2)``, the Euclidean nearest centroid, computed in
   blocks of points so memory stays at ``chunk_size x k``.
@@ -31,6 +38,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib import import_module
+from types import ModuleType
 from typing import Literal
 
 import torch
@@ -45,6 +54,7 @@ logger = logging.getLogger(__name__)
 KMEANS_PLUS_PLUS_MAX_CLUSTERS = 1024
 
 Init = Literal["auto", "k-means++", "random"]
+Backend = Literal["auto", "torch", "faiss"]
 
 
 class ClusteringError(UserError):
@@ -76,6 +86,46 @@ def _assign(
         assignments[start : start + len(block)] = best_index
         sq_distances[start : start + len(block)] = (block * block).sum(dim=1) - 2.0 * best
     return assignments, sq_distances.clamp_(min=0.0)
+
+
+def faiss_module() -> ModuleType | None:
+    """The faiss module if it can be imported, else None (faiss is optional)."""
+    try:
+        return import_module("faiss")
+    except ImportError:
+        return None
+
+
+def _assign_faiss(
+    faiss: ModuleType, points: torch.Tensor, centroids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centroid by faiss's exact flat L2 search (CPU float32 points only)."""
+    index = faiss.IndexFlatL2(points.shape[1])
+    index.add(centroids.contiguous().numpy())
+    sq_distances, nearest = index.search(points.contiguous().numpy(), 1)
+    assignments = torch.from_numpy(nearest[:, 0]).to(torch.long)
+    return assignments, torch.from_numpy(sq_distances[:, 0]).clamp_(min=0.0)
+
+
+def resolve_backend(points: torch.Tensor, backend: Backend) -> ModuleType | None:
+    """faiss module for the assignment step, or None for torch (see the module docstring)."""
+    if backend not in ("auto", "torch", "faiss"):
+        raise ClusteringError(
+            f"Unknown k-means backend {backend!r}. Use 'auto' (faiss on CPU float32 when "
+            "installed, else torch), 'torch' or 'faiss'."
+        )
+    if backend == "torch":
+        return None
+    usable = points.device.type == "cpu" and points.dtype == torch.float32
+    faiss = faiss_module() if usable else None
+    if backend == "faiss" and faiss is None:
+        raise ClusteringError(
+            "k-means backend 'faiss' needs faiss installed and CPU float32 points, got "
+            f"{points.dtype} points on {points.device} "
+            f"({'faiss importable' if faiss_module() else 'faiss not importable'}). "
+            "Install faiss-cpu, move the points to the CPU as float32, or use backend='auto'."
+        )
+    return faiss
 
 
 def _update(
@@ -135,8 +185,9 @@ def kmeans(
     max_iter: int = 20,
     chunk_size: int | None = None,
     init: Init = "auto",
+    backend: Backend = "auto",
 ) -> KMeansResult:
-    """Lloyd's k-means, deterministic for a seed (init: see the module docstring)."""
+    """Lloyd's k-means, deterministic for a seed (init and backend: see the module docstring)."""
     num_points = points.shape[0]
     if not 1 <= num_clusters <= num_points:
         raise ClusteringError(
@@ -144,13 +195,20 @@ def kmeans(
             f"{num_clusters}. Cluster more points or ask for fewer clusters."
         )
     rows = resolve_chunk_size(num_points, num_clusters, chunk_size, points.element_size())
+    faiss = resolve_backend(points, backend)
+
+    def assign(centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if faiss is not None:
+            return _assign_faiss(faiss, points, centroids)
+        return _assign(points, centroids, rows)
+
     generator = torch.Generator(device=points.device).manual_seed(seed)
     centroids = _initial_centres(points, num_clusters, init, generator)
-    assignments, sq_distances = _assign(points, centroids, rows)
+    assignments, sq_distances = assign(centroids)
     iterations = 0
     for iterations in range(1, max_iter + 1):
         centroids = _update(points, assignments, sq_distances, num_clusters)
-        new_assignments, sq_distances = _assign(points, centroids, rows)
+        new_assignments, sq_distances = assign(centroids)
         changed = int((new_assignments != assignments).sum())
         assignments = new_assignments
         logger.debug("k-means iteration %d: %d assignments changed", iterations, changed)
@@ -165,13 +223,14 @@ def clustering_nmi(
     *,
     seed: int = 0,
     chunk_size: int | None = None,
+    backend: Backend = "auto",
 ) -> float:
     """NMI between k-means clusters (k = number of labels) and labels (PAPER.md, RQ4).
 
     The NMI itself is scikit-learn's (arithmetic normalisation, as pytorch-metric-learning uses).
     """
     num_classes = int(torch.unique(labels).numel())
-    result = kmeans(normalized, num_classes, seed=seed, chunk_size=chunk_size)
+    result = kmeans(normalized, num_classes, seed=seed, chunk_size=chunk_size, backend=backend)
     return float(
         normalized_mutual_info_score(labels.cpu().numpy(), result.assignments.cpu().numpy())
     )

@@ -7,13 +7,14 @@ pytorch-metric-learning's ``AccuracyCalculator`` (see :mod:`dml_bench.eval.metri
 
 Speed. A direct implementation retrieves the top ``max(K)`` neighbours of every query (1,000 for
 Stanford Online Products); on CPU that top-k selection costs about twice the matrix product
-itself. Recall@K only needs the **rank of the first same-class item**, and the Musgrave metrics only
-the top ``R`` neighbours (R = class size - 1, at most 11 for SOP). So each block of similarities
-gets one short top-k (``max(16, R_max)``); the first-positive rank is read from that list, and only
-queries with no positive in it pay for a counting pass over their row (items more similar than
-their best positive). Both are exact, with the tie rule of
+itself. Recall@K only needs the **rank of each query's first same-class item**, and the Musgrave
+metrics only the top ``R`` neighbours (R = class size - 1, at most 11 for SOP). So the scan of
+:func:`dml_bench.eval.knn.scan_row_block` keeps an exact top-``R`` list per query and, in the same
+single pass over the similarities, the rank of the query's best class-mate: its similarity is
+known before the pass (class-mates are few, so it is one small gather per block of queries), and
+the scan keeps or counts the items above it. Both are exact, with the tie rule of
 :func:`dml_bench.eval.knn.nearest_neighbors` (lower index first); the tests check them against
-neighbour lists and brute-force loops. Nothing of size ``n x max(K)`` is ever held.
+neighbour lists and brute-force loops. Nothing of size ``n x max(K)`` or ``chunk x n`` is held.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import torch
 from dml_bench.eval.clustering import clustering_nmi
 from dml_bench.eval.knn import (
     EmbeddingShapeError,
-    iter_similarity_chunks,
+    RowBlockNeighbours,
     normalize,
-    resolve_chunk_size,
-    topk_lowest_index_first,
+    resolve_scan_rows,
+    scan_row_block,
+    similarity_margin,
     validate_embeddings,
 )
 from dml_bench.eval.metrics import (
@@ -40,10 +42,6 @@ from dml_bench.eval.metrics import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Neighbours retrieved per query at least (more when a class is larger): long enough that most
-#: queries find their first positive in the list and skip the counting pass for Recall@K.
-MIN_LIST_LENGTH = 16
 
 #: Rank given to queries whose class has no other member: larger than any K.
 NO_POSITIVE_RANK = torch.iinfo(torch.int64).max
@@ -104,40 +102,21 @@ class _ClassIndex:
         members = self.order[slots.clamp(max=len(self.order) - 1)]
         return torch.where(valid, members, queries[:, None])
 
+    def best_positive_similarity(
+        self, normalized: torch.Tensor, start: int, stop: int
+    ) -> torch.Tensor:
+        """Each query's highest similarity to a class-mate (``+inf`` where it has none).
 
-def first_relevant_rank(sims: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each query's nearest same-class item among all other items.
-
-    ``sims`` holds a block of query rows (self already at ``-inf``); ``members`` the column
-    indices of each query's class (padding and the query itself point at ``-inf`` entries).
-    Rank = items strictly more similar than the best positive, plus other-class items exactly as
-    similar but with a lower index (the tie rule of :func:`nearest_neighbors`). Queries without
-    a positive get ``NO_POSITIVE_RANK``, so they miss at every K, even K >= n.
-    """
-    member_sims = sims.gather(1, members)
-    best = member_sims.max(dim=1, keepdim=True).values
-    rank = (sims > best).sum(dim=1)
-    has_positive = best[:, 0] > float("-inf")
-    ties_at_best = (sims == best).sum(dim=1) > (member_sims == best).sum(dim=1)
-    tied_rows = (ties_at_best & has_positive).nonzero().squeeze(1)
-    if len(tied_rows):
-        rank[tied_rows] += _tied_negatives_before(sims, members, best, tied_rows)
-    return torch.where(has_positive, rank, torch.full_like(rank, NO_POSITIVE_RANK))
-
-
-def _tied_negatives_before(
-    sims: torch.Tensor, members: torch.Tensor, best: torch.Tensor, rows: torch.Tensor
-) -> torch.Tensor:
-    """For rows whose best positive ties an other-class item: tied items of lower index."""
-    row_sims, row_members, row_best = sims[rows], members[rows], best[rows]
-    member_is_best = row_sims.gather(1, row_members) == row_best
-    first_best = torch.where(
-        member_is_best, row_members, torch.full_like(row_members, sims.shape[1])
-    ).min(dim=1, keepdim=True)
-    columns = torch.arange(sims.shape[1], device=sims.device)
-    is_member = torch.zeros_like(row_sims, dtype=torch.bool).scatter_(1, row_members, True)
-    tied_before = (row_sims == row_best) & ~is_member & (columns[None, :] < first_best.values)
-    return tied_before.sum(dim=1)
+        Computed by a small batched product, not by the scan's kernel, so it can differ from the
+        scan's value by float rounding: the scan treats it as exact only up to
+        :func:`dml_bench.eval.knn.similarity_margin`.
+        """
+        queries = normalized[start:stop]
+        members = self.members(start, stop)
+        sims = torch.bmm(normalized[members], queries[:, :, None])[:, :, 0]
+        itself = members == torch.arange(start, stop, device=members.device)[:, None]
+        best = sims.masked_fill(itself, float("-inf")).amax(dim=1)
+        return best.masked_fill(self.num_relevant[start:stop] == 0, float("inf"))
 
 
 @dataclass
@@ -151,39 +130,60 @@ class _Totals:
     non_lone: int = 0
 
 
-def _ranks_from_neighbour_lists(
-    relevant: torch.Tensor,
-    sims: torch.Tensor,
-    members: torch.Tensor,
+def first_positive_ranks(
+    block: RowBlockNeighbours, labels: torch.Tensor, watch: torch.Tensor, margin: float
 ) -> torch.Tensor:
-    """First-positive rank per query, read from the top-L list where it holds a positive.
+    """0-based rank of each query's nearest same-class item among all other items.
 
-    Only queries whose nearest positive lies beyond the list pay for a counting pass over their
-    row of similarities (:func:`first_relevant_rank`); with useful embeddings that is a minority.
+    Rank = items strictly more similar than the best class-mate, plus other-class items exactly
+    as similar with a lower index (the tie rule of :func:`dml_bench.eval.knn.nearest_neighbors`).
+    The best class-mate's similarity is read from the scan's candidates (the scan's own kernel,
+    so comparisons are consistent); items above it are the candidates above it, plus, for
+    queries the scan counted, its ``watch_count`` (items above ``watch + margin``, not kept).
+    Queries without a class-mate get ``NO_POSITIVE_RANK``, so they miss at every K.
     """
-    in_list = relevant.any(dim=1)
-    rank = relevant.to(torch.uint8).argmax(dim=1)
-    missing = (~in_list).nonzero().squeeze(1)
-    if len(missing):
-        rank[missing] = first_relevant_rank(sims[missing], members[missing])
-    return rank
+    num_rows = len(watch)
+    rows, columns, values = block.rows, block.columns, block.values
+    is_mate = labels[columns] == labels[block.start + rows]
+    best = torch.full_like(watch, float("-inf"))
+    best = best.scatter_reduce(0, rows[is_mate], values[is_mate], "amax")
+    has_positive = torch.isfinite(watch)
+    if bool(((best - watch).abs() > margin)[has_positive].any()):
+        raise RuntimeError(
+            "Internal error: a query's best class-mate similarity differs from its precomputed "
+            "value by more than the rounding margin. Please report it with the embeddings' dtype, "
+            "device and torch.get_float32_matmul_precision()."
+        )
+    row_best = best[rows]
+    at_best = values == row_best
+    no_column = torch.full_like(best, labels.shape[0], dtype=torch.long)
+    first_best = no_column.scatter_reduce(
+        0, rows[is_mate & at_best], columns[is_mate & at_best], "amin"
+    )
+    counted_elsewhere = block.counted[rows] & (values > watch[rows] + margin)
+    above = (values > row_best) & ~counted_elsewhere
+    tied_before = at_best & ~is_mate & (columns < first_best[rows])
+    rank = block.watch_count + torch.bincount(rows[above | tied_before], minlength=num_rows)
+    return torch.where(has_positive, rank, torch.full_like(rank, NO_POSITIVE_RANK))
 
 
-def _accumulate_chunk(
+def _accumulate_block(
     totals: _Totals,
-    sims: torch.Tensor,
+    normalized: torch.Tensor,
     start: int,
+    stop: int,
     classes: _ClassIndex,
     list_length: int,
 ) -> None:
-    stop = start + sims.shape[0]
-    _, neighbours = topk_lowest_index_first(sims, list_length)
-    knn_labels = classes.labels[neighbours]
-    query_labels = classes.labels[start:stop]
-    relevant = knn_labels == query_labels[:, None]
-    rank = _ranks_from_neighbour_lists(relevant, sims, classes.members(start, stop))
+    watch = classes.best_positive_similarity(normalized, start, stop)
+    block = scan_row_block(normalized, start, stop, list_length, watch=watch)
+    rank = first_positive_ranks(block, classes.labels, watch, similarity_margin(normalized))
     for k in totals.recall_hits:
         totals.recall_hits[k] += int((rank < k).sum())
+    top = block.positions < list_length
+    neighbours = block.columns[top].view(stop - start, list_length)
+    knn_labels = classes.labels[neighbours]
+    query_labels = classes.labels[start:stop]
     num_relevant = classes.num_relevant[start:stop]
     keep = num_relevant > 0
     knn_labels, query_labels, num_relevant = (
@@ -210,11 +210,12 @@ def retrieval_metrics(
     classes = _ClassIndex.build(labels)
     num_items = normalized.shape[0]
     max_relevant = int(classes.num_relevant.max())
-    list_length = min(max(MIN_LIST_LENGTH, max_relevant), num_items - 1)
-    rows = resolve_chunk_size(num_items, num_items, chunk_size, normalized.element_size())
+    list_length = min(max(1, max_relevant), num_items - 1)
+    rows = resolve_scan_rows(num_items, normalized.device, chunk_size)
     totals = _Totals(recall_hits=dict.fromkeys(ks, 0))
-    for start, sims in iter_similarity_chunks(normalized, rows, exclude_self=True):
-        _accumulate_chunk(totals, sims, start, classes, list_length)
+    for start in range(0, num_items, rows):
+        stop = min(start + rows, num_items)
+        _accumulate_block(totals, normalized, start, stop, classes, list_length)
     num_lone = num_items - totals.non_lone
     if num_lone:
         logger.warning(
@@ -245,7 +246,8 @@ def evaluate(
 
     Returns plain floats under ``recall@{k}`` for each k in ``ks``, ``nmi`` (when ``nmi`` is set;
     k-means seeded by ``seed``), ``p@1``, ``r_precision`` and ``map@r``. Everything runs on the
-    embeddings' device in blocks of ``chunk_size`` queries (default: a 64 MB budget per block).
+    embeddings' device in blocks of ``chunk_size`` queries (default: 256 on CPU, a 64 MB budget
+    of similarities per block elsewhere).
     """
     validate_embeddings(embeddings)
     _validate_labels(labels, embeddings.shape[0])

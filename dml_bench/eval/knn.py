@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,16 @@ logger = logging.getLogger(__name__)
 #: op) stays small, small enough to keep peak memory far below the 2 GB goal of benchmarks/eval.py;
 #: 16 MB to 256 MB blocks measured within noise of each other for the matrix product on 2 cores.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+#: Queries per block of the tiled scan (:func:`scan_row_block`) when ``chunk_size`` is not given.
+SCAN_ROWS = 256
+
+#: Bytes of one ``rows x columns`` similarity tile on CPU: small enough to stay in cache between
+#: the matrix product that writes it and the passes that read it (see ``scan_row_block``).
+TILE_BYTES = 4 * 2**20
+
+#: Columns reduced to one maximum before entries are picked out of a tile (``_extract_above``).
+SCAN_GROUP = 16
 
 
 class EmbeddingShapeError(UserError):
@@ -91,14 +102,250 @@ def iter_similarity_chunks(
     counts as its own neighbour (PAPER.md: "each image queries all others (itself excluded)").
     """
     num_items = normalized.shape[0]
-    reference = normalized.T.contiguous()
     for start in range(0, num_items, chunk_size):
         stop = min(start + chunk_size, num_items)
-        sims = normalized[start:stop] @ reference
+        sims = normalized[start:stop] @ normalized.T
         if exclude_self:
-            rows = torch.arange(stop - start, device=sims.device)
-            sims[rows, rows + start] = float("-inf")
+            _exclude_self(sims, start, 0)
         yield start, sims
+
+
+def _exclude_self(sims: torch.Tensor, row_start: int, column_start: int) -> None:
+    """Set ``sims[r, c]`` to ``-inf`` where query ``row_start + r`` is item ``column_start + c``."""
+    first = max(row_start, column_start)
+    last = min(row_start + sims.shape[0], column_start + sims.shape[1])
+    if first < last:
+        items = torch.arange(first, last, device=sims.device)
+        sims[items - row_start, items - column_start] = float("-inf")
+
+
+def similarity_margin(normalized: torch.Tensor) -> float:
+    """Bound on how much one cosine similarity can differ between two matrix-product kernels.
+
+    A dot product of two unit vectors of dimension d, rounded with unit roundoff u, is within d*u
+    of the exact value (Higham, "Accuracy and Stability of Numerical Algorithms", eq. 3.5), so two
+    kernels that sum in different orders differ by at most 2*d*u = d*eps; twice that is used. The
+    precision is the one matrix products actually run at (TF32/bfloat16 when
+    ``torch.set_float32_matmul_precision`` lowered it), so the margin stays a bound.
+    """
+    eps = torch.finfo(normalized.dtype).eps
+    if normalized.dtype == torch.float32:
+        eps = {"highest": eps, "high": 2.0**-10, "medium": 2.0**-7}.get(
+            torch.get_float32_matmul_precision(), 2.0**-7
+        )
+    return 2.0 * normalized.shape[1] * eps
+
+
+@dataclass
+class RowBlockNeighbours:
+    """What one scan of a block of queries keeps (see :func:`scan_row_block`).
+
+    ``rows``/``columns``/``values``: candidate neighbours sorted by (query, similarity descending,
+    index ascending); every query has its top ``list_length`` first. ``watch_count``: per query,
+    items counted (not kept) above ``watch + margin``; nonzero only for queries whose watched
+    similarity fell below their running top-list threshold ("counted" queries).
+    """
+
+    start: int
+    rows: torch.Tensor
+    columns: torch.Tensor
+    values: torch.Tensor
+    positions: torch.Tensor
+    counted: torch.Tensor
+    watch_count: torch.Tensor
+
+
+@dataclass
+class _ScanState:
+    """Running state of :func:`scan_row_block` for one block of queries."""
+
+    threshold: torch.Tensor
+    counted: torch.Tensor
+    watch_count: torch.Tensor
+    rows: list[torch.Tensor] = field(default_factory=list)
+    columns: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor) -> None:
+        self.rows.append(rows)
+        self.columns.append(columns)
+        self.values.append(values)
+        self.size += len(rows)
+
+
+def _extract_above(
+    sims: torch.Tensor, threshold: torch.Tensor, inclusive: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(row, column, value)`` of entries above each row's threshold (``>=`` if ``inclusive``).
+
+    Few entries pass, so a full ``nonzero`` over the tile would cost more than the comparison. The
+    tile is first reduced to maxima of ``SCAN_GROUP`` columns (one vectorised pass); only groups
+    whose maximum passes are gathered and compared element by element.
+    """
+    compare = torch.ge if inclusive else torch.gt
+    num_rows, width = sims.shape
+    if width % SCAN_GROUP:
+        hit_rows, hit_columns = compare(sims, threshold[:, None]).nonzero(as_tuple=True)
+        return hit_rows, hit_columns, sims[hit_rows, hit_columns]
+    stride = width // SCAN_GROUP  # group j holds columns j, j + stride, j + 2 * stride, ...
+    group_max = sims.view(num_rows, SCAN_GROUP, stride).amax(dim=1)
+    group_rows, groups = compare(group_max, threshold[:, None]).nonzero(as_tuple=True)
+    offsets = torch.arange(0, width, stride, device=sims.device)
+    columns = groups[:, None] + offsets[None, :]
+    values = sims[group_rows[:, None], columns]
+    hit, slot = compare(values, threshold[group_rows, None]).nonzero(as_tuple=True)
+    return group_rows[hit], columns[hit, slot], values[hit, slot]
+
+
+def sort_candidates(
+    rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """Order by (row ascending, value descending, column ascending): the tie rule of this module."""
+    order = torch.argsort(columns, stable=True)
+    order = order[torch.argsort(values[order], descending=True, stable=True)]
+    return order[torch.argsort(rows[order], stable=True)]
+
+
+def positions_in_row(sorted_rows: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """0-based position of each entry within its row, for entries already grouped by row."""
+    counts = torch.bincount(sorted_rows, minlength=num_rows)
+    starts = torch.cumsum(counts, dim=0) - counts
+    return torch.arange(len(sorted_rows), device=sorted_rows.device) - starts[sorted_rows]
+
+
+def _compact(
+    state: _ScanState, list_length: int, watch: torch.Tensor | None, margin: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sort the candidates, raise each row's threshold to its ``list_length``-th value, and drop
+    what no later step needs; returns the kept, sorted ``(rows, columns, values, positions)``.
+
+    Kept per query: its top list; if it is *watched* (its watched similarity is above its
+    threshold), every candidate within ``margin`` below the watched value or above it, so its rank
+    can be counted from the candidates at the end; if it is *counted*, the candidates within
+    ``margin`` of the watched value. A query whose threshold rises past its watched value becomes
+    counted here: its candidates above ``watch + margin`` move into ``watch_count``.
+    """
+    num_rows = len(state.threshold)
+    rows, columns, values = torch.cat(state.rows), torch.cat(state.columns), torch.cat(state.values)
+    order = sort_candidates(rows, columns, values)
+    rows, columns, values = rows[order], columns[order], values[order]
+    positions = positions_in_row(rows, num_rows)
+    last = positions == list_length - 1
+    state.threshold[rows[last]] = torch.maximum(state.threshold[rows[last]], values[last])
+    keep = positions < list_length
+    if watch is not None:
+        newly_counted = ~state.counted & (watch - margin <= state.threshold)
+        row_watch = watch[rows]
+        above = newly_counted[rows] & (values > row_watch + margin)
+        state.watch_count += torch.bincount(rows[above], minlength=num_rows)
+        state.counted |= newly_counted
+        in_band = (values - row_watch).abs() <= margin
+        keep |= torch.where(state.counted[rows], in_band, values >= row_watch - margin)
+    rows, columns, values = rows[keep], columns[keep], values[keep]
+    state.rows, state.columns, state.values, state.size = [rows], [columns], [values], len(rows)
+    return rows, columns, values, positions_in_row(rows, num_rows)
+
+
+def _scan_tile(
+    state: _ScanState,
+    sims: torch.Tensor,
+    column_start: int,
+    first: bool,
+    watch: torch.Tensor | None,
+    margin: float,
+) -> None:
+    """Add one tile's candidates: entries above the threshold, and for counted queries the
+    entries near their watched value (counting the ones above it instead of keeping them)."""
+    rows, columns, values = _extract_above(sims, state.threshold, inclusive=first)
+    state.add(rows, columns + column_start, values)
+    if watch is None or not bool(state.counted.any()):
+        return
+    counted = state.counted.nonzero().squeeze(1)
+    counted_sims, counted_watch = sims[counted], watch[counted, None]
+    state.watch_count[counted] += (counted_sims > counted_watch + margin).sum(dim=1)
+    compare = torch.lt if first else torch.le
+    near = (counted_sims - counted_watch).abs() <= margin
+    near &= compare(counted_sims, state.threshold[counted, None])
+    near_rows, near_columns = near.nonzero(as_tuple=True)
+    values = counted_sims[near_rows, near_columns]
+    state.add(counted[near_rows], near_columns + column_start, values)
+
+
+def scan_row_block(
+    normalized: torch.Tensor,
+    start: int,
+    stop: int,
+    list_length: int,
+    *,
+    watch: torch.Tensor | None = None,
+    exclude_self: bool = True,
+    tile_columns: int | None = None,
+    candidate_budget: int | None = None,
+) -> RowBlockNeighbours:
+    """Exact top ``list_length`` of queries ``start:stop`` against all items, in tiles.
+
+    Why tiles and thresholds: a ``topk`` over every ``chunk x n`` block reads the similarities once
+    more after the matrix product wrote them, from main memory at SOP scale, and costs more than
+    the product itself at 64 dimensions. Here each tile of ``rows x tile_columns`` stays in cache;
+    the first tile's ``topk`` gives every query a threshold (its ``list_length``-th similarity so
+    far), and later tiles only pick out the few entries above it (``_extract_above``). Columns are
+    scanned in index order, so an entry *equal* to the threshold in a later tile loses the tie to
+    the ``list_length`` earlier ones and can be skipped: the kept lists are exact, ties to the
+    lower index. The threshold is raised whenever candidates are compacted (more than
+    ``candidate_budget``), which bounds memory even for degenerate data.
+
+    ``watch`` (optional, one similarity per query; ``+inf`` for none) asks for the exact rank of
+    an item whose similarity is ``watch`` up to :func:`similarity_margin`: the evaluator passes
+    each query's best same-class similarity, computed by another kernel. Candidates then include
+    everything within the margin of it (and above it while that is cheap), and for queries whose
+    watched similarity lies below their threshold the entries above ``watch + margin`` are
+    counted in ``watch_count`` instead of kept.
+    """
+    queries = normalized[start:stop]
+    num_rows, num_items = stop - start, normalized.shape[0]
+    width = min(num_items, tile_columns or default_tile_columns(normalized, num_rows))
+    first_width = min(num_items, max(width, list_length + 1))
+    budget = candidate_budget or max(num_rows * 64 * list_length, 2**20)
+    margin = similarity_margin(normalized) if watch is not None else 0.0
+    state = _ScanState(
+        threshold=torch.full(
+            (num_rows,), float("-inf"), dtype=normalized.dtype, device=queries.device
+        ),
+        counted=torch.zeros(num_rows, dtype=torch.bool, device=queries.device),
+        watch_count=torch.zeros(num_rows, dtype=torch.long, device=queries.device),
+    )
+    column_start = 0
+    while column_start < num_items:
+        column_stop = min(num_items, column_start + (first_width if column_start == 0 else width))
+        sims = queries @ normalized[column_start:column_stop].T
+        if exclude_self:
+            _exclude_self(sims, start, column_start)
+        first = column_start == 0
+        if first:
+            state.threshold = torch.topk(sims, list_length, dim=1, sorted=False).values.amin(dim=1)
+            if watch is not None:
+                state.counted = watch - margin <= state.threshold
+        _scan_tile(state, sims, column_start, first, watch, margin)
+        if state.size > budget:
+            _compact(state, list_length, watch, margin)
+        column_start = column_stop
+    rows, columns, values, positions = _compact(state, list_length, watch, margin)
+    return RowBlockNeighbours(
+        start, rows, columns, values, positions, state.counted, state.watch_count
+    )
+
+
+def default_tile_columns(normalized: torch.Tensor, num_rows: int) -> int:
+    """Columns per tile: one tile of ``num_rows`` rows fits ``TILE_BYTES`` (a CPU cache budget).
+
+    On a GPU there is no cache to fit and each kernel launch costs more than it computes for such
+    small tiles, so a whole row of items is one tile there.
+    """
+    if normalized.device.type != "cpu":
+        return normalized.shape[0]
+    columns = TILE_BYTES // (num_rows * normalized.element_size())
+    return max(SCAN_GROUP, columns - columns % SCAN_GROUP)
 
 
 def topk_lowest_index_first(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +376,14 @@ def topk_lowest_index_first(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, t
     return values.gather(1, by_value), indices.gather(1, by_value)
 
 
+def resolve_scan_rows(num_items: int, device: torch.device, chunk_size: int | None) -> int:
+    """Queries per scanned block: ``chunk_size`` if given, else ``SCAN_ROWS`` on CPU (a cache
+    budget, see :func:`scan_row_block`) or a 64 MB block of similarities on other devices."""
+    if chunk_size is None and device.type == "cpu":
+        return min(num_items, SCAN_ROWS)
+    return resolve_chunk_size(num_items, num_items, chunk_size)
+
+
 def nearest_neighbors(
     embeddings: torch.Tensor,
     k: int,
@@ -140,7 +395,8 @@ def nearest_neighbors(
 
     Returns ``(similarities, indices)``, each ``n x k``, best first; ties go to the lower index.
     Embeddings are L2-normalised here, so the order equals Euclidean order on normalised vectors.
-    Peak extra memory is one ``chunk_size x n`` block plus the ``n x k`` result.
+    Queries are scanned ``chunk_size`` at a time (:func:`scan_row_block`); extra memory is one
+    cache-sized tile, the candidates of one block of queries, and the ``n x k`` result.
     """
     validate_embeddings(embeddings)
     num_items = embeddings.shape[0]
@@ -151,11 +407,13 @@ def nearest_neighbors(
             f"of each of the {num_items} items), got {k!r}. Ask for fewer neighbours."
         )
     normalized = normalize(embeddings)
-    rows = resolve_chunk_size(num_items, num_items, chunk_size, normalized.element_size())
+    rows = resolve_scan_rows(num_items, normalized.device, chunk_size)
     all_values = torch.empty(num_items, k, dtype=normalized.dtype, device=normalized.device)
     all_indices = torch.empty(num_items, k, dtype=torch.long, device=normalized.device)
-    for start, sims in iter_similarity_chunks(normalized, rows, exclude_self=exclude_self):
-        values, indices = topk_lowest_index_first(sims, k)
-        all_values[start : start + sims.shape[0]] = values
-        all_indices[start : start + sims.shape[0]] = indices
+    for start in range(0, num_items, rows):
+        stop = min(start + rows, num_items)
+        block = scan_row_block(normalized, start, stop, k, exclude_self=exclude_self)
+        top = block.positions < k
+        all_values[start:stop] = block.values[top].view(stop - start, k)
+        all_indices[start:stop] = block.columns[top].view(stop - start, k)
     return all_values, all_indices
