@@ -6,7 +6,14 @@ to dml-bench: the data root for CUB/Cars/SOP, the folder for ``folder``, the fil
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# One BLAS/OpenMP thread per test process: with pytest-xdist's workers (and the subprocesses tests
+# start) sharing two cores, more threads oversubscribe the CPU and spin-wait, which made small
+# tensor operations hundreds of times slower. Subprocesses inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 

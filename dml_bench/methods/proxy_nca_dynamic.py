@@ -31,6 +31,13 @@ Decisions the paper leaves open, made here:
   no ranking signal and is skipped.
 * The loss is the mean over the kept pairs (several positives y sharing a proxy each count, like
   the paper's sum over triplets). With no kept pair the loss is a zero connected to the graph.
+* Initialisation (``proxy_init``). With proxies drawn at random on the sphere, the untrained
+  network's embeddings, which sit close together, all have the *same* nearest proxy: every
+  negative collapses onto the positive, no pair is kept, the loss is zero and nothing learns (we
+  measured exactly that on the glyph dataset). ``"first_batch"`` (the default) therefore draws the
+  proxies from a Gaussian fitted, per dimension, to the first training batch's normalised
+  embeddings, so nearest-proxy assignment starts spread over the data. ``"random"`` keeps the
+  paper's plain random initialisation. The choice is recorded with the run's config.
 * Label smoothing, if asked, moves ``label_smoothing`` of the target from p(y) to N(x, y) evenly
   (see :func:`dml_bench.methods._proxies.nca_over_proxies`).
 
@@ -41,7 +48,7 @@ positives inside each batch (m per class, default 4), unlike static Proxy-NCA.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -73,8 +80,13 @@ class DynamicProxyNCAConfig(MethodConfig):
     denominator: Denominator = "negatives"
     proxies_per_class: float = 1.0
     label_smoothing: float = 0.0
+    proxy_init: Literal["first_batch", "random"] = "first_batch"
 
     def __post_init__(self) -> None:
+        if self.proxy_init not in ("first_batch", "random"):
+            raise ConfigError(
+                f"proxy_init must be 'first_batch' or 'random', got {self.proxy_init!r}."
+            )
         check_common_fields(self.scale, self.denominator, self.label_smoothing, self.loss_lr)
         if not self.proxies_per_class > 0:
             raise ConfigError(
@@ -110,6 +122,7 @@ class DynamicProxyNCALoss(ProxyNCABase):
         scale: float = DEFAULT_SCALE,
         denominator: Denominator = "negatives",
         label_smoothing: float = 0.0,
+        proxy_init: str = "random",
     ) -> None:
         super().__init__(
             num_proxies,
@@ -118,6 +131,19 @@ class DynamicProxyNCALoss(ProxyNCABase):
             denominator=denominator,
             label_smoothing=label_smoothing,
         )
+        self.proxy_init = proxy_init
+        # A buffer, so a checkpoint remembers that the proxies were already initialised.
+        self.register_buffer("initialised", torch.tensor(proxy_init == "random"))
+        self._init_checked = False
+
+    @torch.no_grad()
+    def initialise_from(self, embeddings: torch.Tensor) -> None:
+        """Draw the proxies from a per-dimension Gaussian fitted to ``embeddings`` (normalised)."""
+        normalized = F.normalize(embeddings.detach().float(), dim=1)
+        mean, std = normalized.mean(dim=0), normalized.std(dim=0).clamp_min(1e-3)
+        noise = torch.randn(self.proxies.shape, device=self.proxies.device)
+        self.proxies.copy_(mean + std * noise)
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def assign(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,6 +158,10 @@ class DynamicProxyNCALoss(ProxyNCABase):
         ref_emb: torch.Tensor,
         ref_labels: torch.Tensor,
     ) -> dict[str, dict[str, Any]]:
+        if not self._init_checked:  # one host sync per run, not per step
+            if not bool(self.initialised):
+                self.initialise_from(embeddings)
+            self._init_checked = True
         distances = self.proxy_distances(embeddings)
         num_proxies = distances.shape[1]
         assigned = distances.detach().argmin(dim=1)
@@ -174,6 +204,7 @@ def build_loss(
         scale=config.scale,
         denominator=config.denominator,
         label_smoothing=config.label_smoothing,
+        proxy_init=config.proxy_init,
     )
 
 

@@ -145,3 +145,23 @@ def test_spec_needs_positives_and_is_a_proxy_method() -> None:
     with pytest.raises(ConfigError):
         SPEC.make_config({"m_per_class": None})
     assert isinstance(build_method(SPEC, config, 8, 4).loss, ProxyLoss)
+
+
+def test_first_batch_initialisation_spreads_proxies_over_the_data_once() -> None:
+    """With random proxies, a tight cloud of embeddings has one nearest proxy (collapse); the
+    default first-batch initialisation spreads the assignment, once, and a checkpoint keeps it."""
+    torch.manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.randn(1, 8) + 0.05 * torch.randn(32, 8), dim=1)
+    labels = torch.arange(8).repeat_interleave(4)
+    random_init = DynamicProxyNCALoss(64, 8, proxy_init="random")
+    assert len(random_init.assign(embeddings).unique()) <= 2
+    loss = DynamicProxyNCALoss(64, 8, proxy_init="first_batch")
+    loss(embeddings, labels)
+    assert bool(loss.initialised) and len(loss.assign(embeddings).unique()) >= 8
+    fitted = loss.proxies.detach().clone()
+    loss(embeddings + 1.0, labels)
+    assert torch.equal(loss.proxies.detach(), fitted)  # not drawn again
+    restored = DynamicProxyNCALoss(64, 8, proxy_init="first_batch")
+    restored.load_state_dict(loss.state_dict())
+    restored(embeddings, labels)
+    assert torch.equal(restored.proxies.detach(), fitted)
