@@ -9,7 +9,7 @@ Speed. A direct implementation retrieves the top ``max(K)`` neighbours of every 
 Stanford Online Products); on CPU that top-k selection costs about twice the matrix product
 itself. Recall@K only needs the **rank of each query's first same-class item**, and the Musgrave
 metrics only the top ``R`` neighbours (R = class size - 1, at most 11 for SOP). So the scan of
-:func:`dml_bench.eval.knn.scan_row_block` keeps an exact top-``R`` list per query and, in the same
+:func:`dml_bench.eval.knn.scan_neighbours` keeps an exact top-``R`` list per query and, in the same
 single pass over the similarities, the rank of the query's best class-mate: its similarity is
 known before the pass (class-mates are few, so it is one small gather per block of queries), and
 the scan keeps or counts the items above it. Both are exact, with the tie rule of
@@ -31,7 +31,7 @@ from dml_bench.eval.knn import (
     RowBlockNeighbours,
     normalize,
     resolve_scan_rows,
-    scan_row_block,
+    scan_neighbours,
     similarity_margin,
     validate_embeddings,
 )
@@ -169,15 +169,14 @@ def first_positive_ranks(
 
 def _accumulate_block(
     totals: _Totals,
-    normalized: torch.Tensor,
-    start: int,
-    stop: int,
+    block: RowBlockNeighbours,
     classes: _ClassIndex,
+    watch: torch.Tensor,
+    margin: float,
     list_length: int,
 ) -> None:
-    watch = classes.best_positive_similarity(normalized, start, stop)
-    block = scan_row_block(normalized, start, stop, list_length, watch=watch)
-    rank = first_positive_ranks(block, classes.labels, watch, similarity_margin(normalized))
+    start, stop = block.start, block.start + len(block.counted)
+    rank = first_positive_ranks(block, classes.labels, watch[start:stop], margin)
     for k in totals.recall_hits:
         totals.recall_hits[k] += int((rank < k).sum())
     top = block.positions < list_length
@@ -213,9 +212,15 @@ def retrieval_metrics(
     list_length = min(max(1, max_relevant), num_items - 1)
     rows = resolve_scan_rows(num_items, normalized.device, chunk_size)
     totals = _Totals(recall_hits=dict.fromkeys(ks, 0))
-    for start in range(0, num_items, rows):
-        stop = min(start + rows, num_items)
-        _accumulate_block(totals, normalized, start, stop, classes, list_length)
+    watch = torch.cat(
+        [
+            classes.best_positive_similarity(normalized, start, min(start + rows, num_items))
+            for start in range(0, num_items, rows)
+        ]
+    )
+    margin = similarity_margin(normalized)
+    for block in scan_neighbours(normalized, list_length, watch=watch, block_rows=rows):
+        _accumulate_block(totals, block, classes, watch, margin, list_length)
     num_lone = num_items - totals.non_lone
     if num_lone:
         logger.warning(

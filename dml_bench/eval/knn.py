@@ -29,12 +29,15 @@ logger = logging.getLogger(__name__)
 #: 16 MB to 256 MB blocks measured within noise of each other for the matrix product on 2 cores.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
-#: Queries per block of the tiled scan (:func:`scan_row_block`) when ``chunk_size`` is not given.
-SCAN_ROWS = 256
+#: Queries per block of the scan (:func:`scan_neighbours`) on CPU when ``chunk_size`` is not
+#: given: a 1024 x 1024 float32 tile is 4 MB, within the CPU's cache between the matrix product
+#: that writes it and the passes that read it, and large enough that per-operation overhead
+#: stays small (256 x 256 tiles measured slower).
+SCAN_ROWS = 1024
 
-#: Bytes of one ``rows x columns`` similarity tile on CPU: small enough to stay in cache between
-#: the matrix product that writes it and the passes that read it (see ``scan_row_block``).
-TILE_BYTES = 4 * 2**20
+#: Columns of the "head" on CPU: the first tile every query sees, whose ``topk`` sets its first
+#: threshold (see :func:`scan_neighbours`).
+HEAD_COLUMNS = 4096
 
 #: Columns reduced to one maximum before entries are picked out of a tile (``_extract_above``).
 SCAN_GROUP = 16
@@ -138,7 +141,7 @@ def similarity_margin(normalized: torch.Tensor) -> float:
 
 @dataclass
 class RowBlockNeighbours:
-    """What one scan of a block of queries keeps (see :func:`scan_row_block`).
+    """What one scan of a block of queries keeps (see :func:`scan_neighbours`).
 
     ``rows``/``columns``/``values``: candidate neighbours sorted by (query, similarity descending,
     index ascending); every query has its top ``list_length`` first. ``watch_count``: per query,
@@ -156,9 +159,21 @@ class RowBlockNeighbours:
 
 
 @dataclass
-class _ScanState:
-    """Running state of :func:`scan_row_block` for one block of queries."""
+class _BlockState:
+    """Running candidates of one block of queries ``start:stop`` (see :func:`scan_neighbours`).
 
+    ``threshold``: each query's ``list_length``-th best similarity so far (entries at or below it
+    in later, higher-index columns cannot enter its list). ``counted``: queries whose watched
+    similarity lies below their threshold, whose entries above ``watch + margin`` are counted in
+    ``watch_count`` instead of kept.
+    """
+
+    start: int
+    stop: int
+    list_length: int
+    watch: torch.Tensor | None
+    margin: float
+    budget: int
     threshold: torch.Tensor
     counted: torch.Tensor
     watch_count: torch.Tensor
@@ -173,6 +188,86 @@ class _ScanState:
         self.values.append(values)
         self.size += len(rows)
 
+    def scan_first(self, sims: torch.Tensor, column_start: int) -> None:
+        """The block's first tile (lowest column indices): its ``topk`` sets the thresholds."""
+        self.threshold = torch.topk(sims, self.list_length, dim=1, sorted=False).values.amin(1)
+        if self.watch is not None:
+            self.counted = self.watch - self.margin <= self.threshold
+        self._scan(sims, column_start, first=True)
+
+    def scan(self, sims: torch.Tensor, column_start: int) -> None:
+        """A later tile, of columns above every column scanned before for these queries."""
+        self._scan(sims, column_start, first=False)
+        if self.size > self.budget:
+            self.compact()
+
+    def _scan(self, sims: torch.Tensor, column_start: int, first: bool) -> None:
+        """Add a tile's candidates: entries above the threshold, and for counted queries the
+        entries near their watched value (counting the ones above it instead of keeping them)."""
+        rows, columns, values = _extract_above(sims, self.threshold, inclusive=first)
+        self.add(rows, columns + column_start, values)
+        if self.watch is None or not bool(self.counted.any()):
+            return
+        counted = self.counted.nonzero().squeeze(1)
+        counted_sims, counted_watch = sims[counted], self.watch[counted, None]
+        self.watch_count[counted] += (counted_sims > counted_watch + self.margin).sum(dim=1)
+        compare = torch.lt if first else torch.le
+        near = (counted_sims - counted_watch).abs() <= self.margin
+        near &= compare(counted_sims, self.threshold[counted, None])
+        near_rows, near_columns = near.nonzero(as_tuple=True)
+        values = counted_sims[near_rows, near_columns]
+        self.add(counted[near_rows], near_columns + column_start, values)
+
+    def compact(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sort the candidates, raise each threshold to its ``list_length``-th value, and drop
+        what no later step needs; returns the kept, sorted ``(rows, columns, values, positions)``.
+
+        Kept per query: its top list; if it is *watched* (not counted), every candidate at or
+        above ``watch - margin``, so its rank can be counted from the candidates at the end; if
+        it is *counted*, the candidates within ``margin`` of the watched value. A query whose
+        threshold rises past its watched value becomes counted here: its candidates above
+        ``watch + margin`` move into ``watch_count``.
+        """
+        num_rows = self.stop - self.start
+        rows, columns = torch.cat(self.rows), torch.cat(self.columns)
+        values = torch.cat(self.values)
+        order = sort_candidates(rows, columns, values)
+        rows, columns, values = rows[order], columns[order], values[order]
+        positions = positions_in_row(rows, num_rows)
+        last = positions == self.list_length - 1
+        self.threshold[rows[last]] = torch.maximum(self.threshold[rows[last]], values[last])
+        keep = positions < self.list_length
+        if self.watch is not None:
+            watch, margin = self.watch, self.margin
+            newly_counted = ~self.counted & (watch - margin <= self.threshold)
+            row_watch = watch[rows]
+            above = newly_counted[rows] & (values > row_watch + margin)
+            self.watch_count += torch.bincount(rows[above], minlength=num_rows)
+            self.counted |= newly_counted
+            in_band = (values - row_watch).abs() <= margin
+            keep |= torch.where(self.counted[rows], in_band, values >= row_watch - margin)
+        rows, columns, values = rows[keep], columns[keep], values[keep]
+        self.rows, self.columns, self.values, self.size = [rows], [columns], [values], len(rows)
+        return rows, columns, values, positions_in_row(rows, num_rows)
+
+    def finish(self) -> RowBlockNeighbours:
+        rows, columns, values, positions = self.compact()
+        return RowBlockNeighbours(
+            self.start, rows, columns, values, positions, self.counted, self.watch_count
+        )
+
+
+def _group_max(sims: torch.Tensor, stride: int) -> torch.Tensor:
+    """Row-wise maxima over the column groups ``j, j + stride, j + 2 * stride, ...``.
+
+    ``sims`` is a contiguous tile or the transpose of one (the column side of a symmetric tile);
+    either way the maximum runs over an outer dimension, which vectorises.
+    """
+    num_rows = sims.shape[0]
+    if sims.is_contiguous():
+        return sims.view(num_rows, SCAN_GROUP, stride).amax(dim=1)
+    return sims.T.reshape(SCAN_GROUP, stride, num_rows).amax(dim=0).T
+
 
 def _extract_above(
     sims: torch.Tensor, threshold: torch.Tensor, inclusive: bool
@@ -184,13 +279,14 @@ def _extract_above(
     whose maximum passes are gathered and compared element by element.
     """
     compare = torch.ge if inclusive else torch.gt
-    num_rows, width = sims.shape
-    if width % SCAN_GROUP:
+    width = sims.shape[1]
+    if width % SCAN_GROUP or not (sims.is_contiguous() or sims.T.is_contiguous()):
         hit_rows, hit_columns = compare(sims, threshold[:, None]).nonzero(as_tuple=True)
         return hit_rows, hit_columns, sims[hit_rows, hit_columns]
-    stride = width // SCAN_GROUP  # group j holds columns j, j + stride, j + 2 * stride, ...
-    group_max = sims.view(num_rows, SCAN_GROUP, stride).amax(dim=1)
-    group_rows, groups = compare(group_max, threshold[:, None]).nonzero(as_tuple=True)
+    stride = width // SCAN_GROUP
+    group_rows, groups = compare(_group_max(sims, stride), threshold[:, None]).nonzero(
+        as_tuple=True
+    )
     offsets = torch.arange(0, width, stride, device=sims.device)
     columns = groups[:, None] + offsets[None, :]
     values = sims[group_rows[:, None], columns]
@@ -214,138 +310,103 @@ def positions_in_row(sorted_rows: torch.Tensor, num_rows: int) -> torch.Tensor:
     return torch.arange(len(sorted_rows), device=sorted_rows.device) - starts[sorted_rows]
 
 
-def _compact(
-    state: _ScanState, list_length: int, watch: torch.Tensor | None, margin: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sort the candidates, raise each row's threshold to its ``list_length``-th value, and drop
-    what no later step needs; returns the kept, sorted ``(rows, columns, values, positions)``.
-
-    Kept per query: its top list; if it is *watched* (its watched similarity is above its
-    threshold), every candidate within ``margin`` below the watched value or above it, so its rank
-    can be counted from the candidates at the end; if it is *counted*, the candidates within
-    ``margin`` of the watched value. A query whose threshold rises past its watched value becomes
-    counted here: its candidates above ``watch + margin`` move into ``watch_count``.
-    """
-    num_rows = len(state.threshold)
-    rows, columns, values = torch.cat(state.rows), torch.cat(state.columns), torch.cat(state.values)
-    order = sort_candidates(rows, columns, values)
-    rows, columns, values = rows[order], columns[order], values[order]
-    positions = positions_in_row(rows, num_rows)
-    last = positions == list_length - 1
-    state.threshold[rows[last]] = torch.maximum(state.threshold[rows[last]], values[last])
-    keep = positions < list_length
-    if watch is not None:
-        newly_counted = ~state.counted & (watch - margin <= state.threshold)
-        row_watch = watch[rows]
-        above = newly_counted[rows] & (values > row_watch + margin)
-        state.watch_count += torch.bincount(rows[above], minlength=num_rows)
-        state.counted |= newly_counted
-        in_band = (values - row_watch).abs() <= margin
-        keep |= torch.where(state.counted[rows], in_band, values >= row_watch - margin)
-    rows, columns, values = rows[keep], columns[keep], values[keep]
-    state.rows, state.columns, state.values, state.size = [rows], [columns], [values], len(rows)
-    return rows, columns, values, positions_in_row(rows, num_rows)
+def _block_bounds(num_items: int, head: int, block_rows: int) -> list[tuple[int, int]]:
+    """The head block ``[0, head)`` and blocks of ``block_rows`` after it."""
+    tail = [(s, min(s + block_rows, num_items)) for s in range(head, num_items, block_rows)]
+    return [(0, head), *tail]
 
 
-def _scan_tile(
-    state: _ScanState,
-    sims: torch.Tensor,
-    column_start: int,
-    first: bool,
-    watch: torch.Tensor | None,
-    margin: float,
-) -> None:
-    """Add one tile's candidates: entries above the threshold, and for counted queries the
-    entries near their watched value (counting the ones above it instead of keeping them)."""
-    rows, columns, values = _extract_above(sims, state.threshold, inclusive=first)
-    state.add(rows, columns + column_start, values)
-    if watch is None or not bool(state.counted.any()):
-        return
-    counted = state.counted.nonzero().squeeze(1)
-    counted_sims, counted_watch = sims[counted], watch[counted, None]
-    state.watch_count[counted] += (counted_sims > counted_watch + margin).sum(dim=1)
-    compare = torch.lt if first else torch.le
-    near = (counted_sims - counted_watch).abs() <= margin
-    near &= compare(counted_sims, state.threshold[counted, None])
-    near_rows, near_columns = near.nonzero(as_tuple=True)
-    values = counted_sims[near_rows, near_columns]
-    state.add(counted[near_rows], near_columns + column_start, values)
-
-
-def scan_row_block(
+def scan_neighbours(
     normalized: torch.Tensor,
-    start: int,
-    stop: int,
     list_length: int,
     *,
     watch: torch.Tensor | None = None,
     exclude_self: bool = True,
-    tile_columns: int | None = None,
+    block_rows: int | None = None,
+    head_columns: int | None = None,
     candidate_budget: int | None = None,
-) -> RowBlockNeighbours:
-    """Exact top ``list_length`` of queries ``start:stop`` against all items, in tiles.
+) -> Iterator[RowBlockNeighbours]:
+    """Exact top ``list_length`` of every item against all items, one block of queries at a time.
 
-    Why tiles and thresholds: a ``topk`` over every ``chunk x n`` block reads the similarities once
-    more after the matrix product wrote them, from main memory at SOP scale, and costs more than
-    the product itself at 64 dimensions. Here each tile of ``rows x tile_columns`` stays in cache;
-    the first tile's ``topk`` gives every query a threshold (its ``list_length``-th similarity so
-    far), and later tiles only pick out the few entries above it (``_extract_above``). Columns are
-    scanned in index order, so an entry *equal* to the threshold in a later tile loses the tie to
-    the ``list_length`` earlier ones and can be skipped: the kept lists are exact, ties to the
-    lower index. The threshold is raised whenever candidates are compacted (more than
-    ``candidate_budget``), which bounds memory even for degenerate data.
+    Yields a :class:`RowBlockNeighbours` per block of queries as soon as it is complete.
 
-    ``watch`` (optional, one similarity per query; ``+inf`` for none) asks for the exact rank of
+    *Thresholds instead of top-k.* A ``topk`` over every block of similarities reads them once
+    more after the matrix product wrote them and costs more than the product at 64 dimensions.
+    Here each query first sees the "head" columns ``[0, head_columns)``, whose ``topk`` gives it a
+    threshold (its ``list_length``-th similarity so far); later tiles only pick out the few
+    entries above it (``_extract_above``). Every query sees the columns in increasing index
+    order, so an entry *equal* to its threshold in a later tile loses the tie to the
+    ``list_length`` earlier ones and can be skipped: the lists are exact, ties to the lower index.
+    Compacting the candidates (beyond ``candidate_budget``) raises the thresholds, which bounds
+    memory even for degenerate data.
+
+    *Each similarity once.* The similarity matrix is symmetric: a tile of query block ``I``
+    against item block ``J`` is also the tile of ``J`` against ``I``, transposed. Blocks after
+    the head are scanned in pairs ``I <= J`` (ascending), and each tile feeds both blocks, which
+    halves the matrix products; the order still shows every query its columns in increasing
+    order (``J``'s rows get ``I < J`` from earlier pairs, then their own).
+
+    ``watch`` (optional, one similarity per item; ``+inf`` for none) asks for the exact rank of
     an item whose similarity is ``watch`` up to :func:`similarity_margin`: the evaluator passes
     each query's best same-class similarity, computed by another kernel. Candidates then include
-    everything within the margin of it (and above it while that is cheap), and for queries whose
-    watched similarity lies below their threshold the entries above ``watch + margin`` are
-    counted in ``watch_count`` instead of kept.
+    everything within the margin of it (and above it while the query's threshold is lower), and
+    for queries whose watched similarity lies below their threshold the entries above
+    ``watch + margin`` are counted in ``watch_count`` instead of kept.
     """
-    queries = normalized[start:stop]
-    num_rows, num_items = stop - start, normalized.shape[0]
-    width = min(num_items, tile_columns or default_tile_columns(normalized, num_rows))
-    first_width = min(num_items, max(width, list_length + 1))
-    budget = candidate_budget or max(num_rows * 64 * list_length, 2**20)
+    num_items = normalized.shape[0]
+    rows = block_rows or resolve_scan_rows(num_items, normalized.device, None)
+    head = min(
+        num_items, max(head_columns or default_head_columns(normalized, rows), list_length + 1)
+    )
     margin = similarity_margin(normalized) if watch is not None else 0.0
-    state = _ScanState(
-        threshold=torch.full(
-            (num_rows,), float("-inf"), dtype=normalized.dtype, device=queries.device
-        ),
-        counted=torch.zeros(num_rows, dtype=torch.bool, device=queries.device),
-        watch_count=torch.zeros(num_rows, dtype=torch.long, device=queries.device),
-    )
-    column_start = 0
-    while column_start < num_items:
-        column_stop = min(num_items, column_start + (first_width if column_start == 0 else width))
-        sims = queries @ normalized[column_start:column_stop].T
+    bounds = _block_bounds(num_items, head, rows)
+
+    def new_state(start: int, stop: int) -> _BlockState:
+        num_rows = stop - start
+        return _BlockState(
+            start=start,
+            stop=stop,
+            list_length=list_length,
+            watch=None if watch is None else watch[start:stop],
+            margin=margin,
+            budget=candidate_budget or max(num_rows * 64 * list_length, 2**20),
+            threshold=torch.empty(0, dtype=normalized.dtype, device=normalized.device),
+            counted=torch.zeros(num_rows, dtype=torch.bool, device=normalized.device),
+            watch_count=torch.zeros(num_rows, dtype=torch.long, device=normalized.device),
+        )
+
+    def similarities(row_block: tuple[int, int], column_block: tuple[int, int]) -> torch.Tensor:
+        sims = normalized[row_block[0] : row_block[1]] @ normalized[slice(*column_block)].T
         if exclude_self:
-            _exclude_self(sims, start, column_start)
-        first = column_start == 0
-        if first:
-            state.threshold = torch.topk(sims, list_length, dim=1, sorted=False).values.amin(dim=1)
-            if watch is not None:
-                state.counted = watch - margin <= state.threshold
-        _scan_tile(state, sims, column_start, first, watch, margin)
-        if state.size > budget:
-            _compact(state, list_length, watch, margin)
-        column_start = column_stop
-    rows, columns, values, positions = _compact(state, list_length, watch, margin)
-    return RowBlockNeighbours(
-        start, rows, columns, values, positions, state.counted, state.watch_count
-    )
+            _exclude_self(sims, row_block[0], column_block[0])
+        return sims
+
+    states = dict(enumerate(new_state(start, stop) for start, stop in bounds))
+    head_state = states.pop(0)
+    head_state.scan_first(similarities(bounds[0], bounds[0]), 0)
+    for index in range(1, len(bounds)):
+        sims = similarities(bounds[index], bounds[0])
+        states[index].scan_first(sims, 0)
+        head_state.scan(sims.T, bounds[index][0])
+    yield head_state.finish()
+    for index in range(1, len(bounds)):
+        for other in range(index, len(bounds)):
+            sims = similarities(bounds[index], bounds[other])
+            states[index].scan(sims, bounds[other][0])
+            if other != index:
+                states[other].scan(sims.T, bounds[index][0])
+        yield states.pop(index).finish()
 
 
-def default_tile_columns(normalized: torch.Tensor, num_rows: int) -> int:
-    """Columns per tile: one tile of ``num_rows`` rows fits ``TILE_BYTES`` (a CPU cache budget).
+def default_head_columns(normalized: torch.Tensor, block_rows: int) -> int:
+    """Head width: ``HEAD_COLUMNS`` on CPU, one block of queries on other devices.
 
-    On a GPU there is no cache to fit and each kernel launch costs more than it computes for such
-    small tiles, so a whole row of items is one tile there.
+    A wider head gives tighter first thresholds (fewer candidates later) but a larger share of
+    the scan runs without the symmetric saving (the head is scanned one way only).
     """
     if normalized.device.type != "cpu":
-        return normalized.shape[0]
-    columns = TILE_BYTES // (num_rows * normalized.element_size())
-    return max(SCAN_GROUP, columns - columns % SCAN_GROUP)
+        return block_rows
+    return max(block_rows, HEAD_COLUMNS)
 
 
 def topk_lowest_index_first(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -378,7 +439,7 @@ def topk_lowest_index_first(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, t
 
 def resolve_scan_rows(num_items: int, device: torch.device, chunk_size: int | None) -> int:
     """Queries per scanned block: ``chunk_size`` if given, else ``SCAN_ROWS`` on CPU (a cache
-    budget, see :func:`scan_row_block`) or a 64 MB block of similarities on other devices."""
+    budget, see :func:`scan_neighbours`) or a 64 MB block of similarities on other devices."""
     if chunk_size is None and device.type == "cpu":
         return min(num_items, SCAN_ROWS)
     return resolve_chunk_size(num_items, num_items, chunk_size)
@@ -395,8 +456,8 @@ def nearest_neighbors(
 
     Returns ``(similarities, indices)``, each ``n x k``, best first; ties go to the lower index.
     Embeddings are L2-normalised here, so the order equals Euclidean order on normalised vectors.
-    Queries are scanned ``chunk_size`` at a time (:func:`scan_row_block`); extra memory is one
-    cache-sized tile, the candidates of one block of queries, and the ``n x k`` result.
+    Queries are scanned ``chunk_size`` at a time (:func:`scan_neighbours`); extra memory is one
+    tile, the candidates of the blocks in progress, and the ``n x k`` result.
     """
     validate_embeddings(embeddings)
     num_items = embeddings.shape[0]
@@ -410,10 +471,9 @@ def nearest_neighbors(
     rows = resolve_scan_rows(num_items, normalized.device, chunk_size)
     all_values = torch.empty(num_items, k, dtype=normalized.dtype, device=normalized.device)
     all_indices = torch.empty(num_items, k, dtype=torch.long, device=normalized.device)
-    for start in range(0, num_items, rows):
-        stop = min(start + rows, num_items)
-        block = scan_row_block(normalized, start, stop, k, exclude_self=exclude_self)
+    for block in scan_neighbours(normalized, k, exclude_self=exclude_self, block_rows=rows):
         top = block.positions < k
-        all_values[start:stop] = block.values[top].view(stop - start, k)
-        all_indices[start:stop] = block.columns[top].view(stop - start, k)
+        stop = block.start + len(block.counted)
+        all_values[block.start : stop] = block.values[top].view(-1, k)
+        all_indices[block.start : stop] = block.columns[top].view(-1, k)
     return all_values, all_indices

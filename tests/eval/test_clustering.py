@@ -80,3 +80,41 @@ def test_impossible_cluster_count_raises_user_error(num_clusters: int) -> None:
 def test_unknown_init_raises_user_error() -> None:
     with pytest.raises(UserError, match="init"):
         kmeans(torch.randn(10, 2), 2, init="best")  # type: ignore[arg-type]
+
+
+def test_faiss_and_torch_backends_run_the_same_lloyd_loop() -> None:
+    pytest.importorskip("faiss")
+    points, _ = blobs(20, 6, 8, seed=7)
+    points = points + 6.0 * torch.randn(points.shape, generator=torch.Generator().manual_seed(1))
+    on_torch = kmeans(points, 20, seed=2, init="random", backend="torch")
+    on_faiss = kmeans(points, 20, seed=2, init="random", backend="faiss")
+    # Same init, update and stopping rule: the same clustering, up to float rounding.
+    assert torch.equal(on_torch.assignments, on_faiss.assignments)
+    assert on_torch.iterations == on_faiss.iterations > 1
+    assert on_faiss.inertia == pytest.approx(on_torch.inertia, rel=1e-5)
+
+
+def test_auto_backend_falls_back_to_torch_where_faiss_cannot_run() -> None:
+    points = torch.randn(50, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    automatic = kmeans(points, 5, seed=0)  # float64: faiss needs float32, so torch runs
+    assert torch.equal(
+        automatic.assignments, kmeans(points, 5, seed=0, backend="torch").assignments
+    )
+
+
+def test_early_stop_is_a_fixed_point() -> None:
+    points = torch.randn(200, 4, generator=torch.Generator().manual_seed(3))
+    converged = kmeans(points, 8, seed=1, max_iter=100)
+    assert converged.iterations < 100
+    longer = kmeans(points, 8, seed=1, max_iter=converged.iterations + 5)
+    assert torch.equal(converged.assignments, longer.assignments)
+    torch.testing.assert_close(converged.centroids, longer.centroids)
+
+
+@pytest.mark.parametrize(
+    ("backend", "points"),
+    [("best", torch.randn(10, 2)), ("faiss", torch.randn(10, 2, dtype=torch.float64))],
+)
+def test_unusable_backend_raises_user_error(backend: str, points: torch.Tensor) -> None:
+    with pytest.raises(UserError, match="backend"):
+        kmeans(points, 2, backend=backend)  # type: ignore[arg-type]
