@@ -7,11 +7,17 @@ child's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak resident set, import
 included), and the "own" figure subtracts the resident set measured just before evaluating.
 
 Metric agreement: the largest absolute difference per metric (Recall@K, P@1, R-Precision, MAP@R).
-NMI depends on the k-means run (ours: torch Lloyd from random points; the anchor's: faiss), so it is
-not expected to agree to 1e-4; it is compared against the spread of the anchor's own NMI over two
-k-means seeds, i.e. against how much NMI moves when only the clustering's randomness changes.
+NMI depends on the k-means run (ours: our seeded Lloyd loop from random points, assignment by
+faiss when installed; the anchor's: ``faiss.Kmeans``), so it is not expected to agree to 1e-4; it is
+compared against the spread of the anchor's own NMI over two k-means seeds, i.e. against how much
+NMI moves when only the clustering's randomness changes.
 
-Usage:  python benchmarks/eval.py [--size small|sop] [--dims 64,512]
+Both children run with the same number of threads (``--threads``, default: the machine's cores),
+set through ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` before torch and faiss load. With
+``--repeats R`` the two sides alternate R times and the medians are reported, which is what a
+shared, loaded machine needs.
+
+Usage:  python benchmarks/eval.py [--size small|sop] [--dims 64,512] [--threads N] [--repeats R]
 """
 
 from __future__ import annotations
@@ -101,7 +107,11 @@ def run_ours(embeddings: Any, labels: Any) -> tuple[dict[str, float], dict[str, 
     start = time.perf_counter()
     metrics = evaluator.evaluate(embeddings, labels, KS, nmi=True, seed=0)
     total = time.perf_counter() - start
-    timings = {"total_s": total, "knn_metrics_s": retrieval.seconds, "kmeans_s": clustering.seconds}
+    timings = {
+        "total_s": total,
+        "knn_metrics_s": retrieval.seconds,
+        "kmeans_s": clustering.seconds,
+    }
     timings["cpu_s"] = time.process_time()
     return metrics, timings
 
@@ -159,7 +169,10 @@ def worker(side: str, data_path: str) -> None:
     import torch
 
     data = np.load(data_path)
-    embeddings, labels = torch.from_numpy(data["embeddings"]), torch.from_numpy(data["labels"])
+    embeddings, labels = (
+        torch.from_numpy(data["embeddings"]),
+        torch.from_numpy(data["labels"]),
+    )
     baseline_mb = rss_now_mb()
     if side == "ours":
         metrics, timings = run_ours(embeddings, labels)
@@ -168,7 +181,12 @@ def worker(side: str, data_path: str) -> None:
     else:  # the anchor's NMI under a second faiss seed, for the NMI noise level
         metrics, timings = run_anchor(embeddings, labels, kmeans_seed=4321)
     peak = peak_rss_mb()
-    report = {"metrics": metrics, "timings": timings, "peak_mb": peak, "baseline_mb": baseline_mb}
+    report = {
+        "metrics": metrics,
+        "timings": timings,
+        "peak_mb": peak,
+        "baseline_mb": baseline_mb,
+    }
     report["threads"] = torch.get_num_threads()
     print(json.dumps(report))
 
@@ -182,9 +200,13 @@ class SideResult:
     baseline_mb: float
 
 
-def run_side(side: str, data_path: Path) -> SideResult:
+def run_side(side: str, data_path: Path, threads: int) -> SideResult:
     command = [sys.executable, __file__, "--worker", side, "--data", str(data_path)]
-    completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    env = os.environ | {
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+    completed = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     return SideResult(
         report["metrics"], report["timings"], report["peak_mb"], report["baseline_mb"]
@@ -217,18 +239,38 @@ def print_comparison(dim: int, num_items: int, ours: SideResult, anchor: SideRes
     )
 
 
-def main(size: str, dims: list[int], nmi_noise: bool) -> None:
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, size={size}")
+def median_run(runs: list[SideResult]) -> SideResult:
+    """The run with the median total time (the upper median for an even count)."""
+    return sorted(runs, key=lambda run: run.timings["total_s"])[len(runs) // 2]
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def main(size: str, dims: list[int], nmi_noise: bool, threads: int, repeats: int) -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, size={size}, threads={threads}")
     with tempfile.TemporaryDirectory() as tmp:
         for dim in dims:
             embeddings, labels = synthetic_embeddings(size, dim)
             data_path = Path(tmp) / f"data_{dim}.npz"
             np.savez(data_path, embeddings=embeddings, labels=labels)
-            ours = run_side("ours", data_path)
-            anchor = run_side("anchor", data_path)
+            runs: dict[str, list[SideResult]] = {"ours": [], "anchor": []}
+            for repeat in range(repeats):
+                for side in ("ours", "anchor") if repeat % 2 == 0 else ("anchor", "ours"):
+                    runs[side].append(run_side(side, data_path, threads))
+                    total = runs[side][-1].timings["total_s"]
+                    print(f"  {side:<7} run {repeat + 1}: {total:.2f} s (load {load_average()})")
+            if repeats > 1:
+                ratios = sorted(
+                    o.timings["total_s"] / a.timings["total_s"]
+                    for o, a in zip(runs["ours"], runs["anchor"], strict=True)
+                )
+                print(f"  per-repeat time ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
+            ours, anchor = median_run(runs["ours"]), median_run(runs["anchor"])
             met = print_comparison(dim, len(labels), ours, anchor)
             if nmi_noise:
-                second = run_side("anchor_seed2", data_path)
+                second = run_side("anchor_seed2", data_path, threads)
                 spread = abs(second.metrics["nmi"] - anchor.metrics["nmi"])
                 print(
                     f"anchor NMI under another faiss seed: {second.metrics['nmi']:.6f} "
@@ -247,6 +289,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip the second anchor run that measures NMI's seed-to-seed spread",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads for both sides (OMP_NUM_THREADS / MKL_NUM_THREADS)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="alternate the two sides this often; medians",
+    )
+    parser.add_argument(
         "--worker", choices=["ours", "anchor", "anchor_seed2"], help=argparse.SUPPRESS
     )
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -259,5 +313,9 @@ if __name__ == "__main__":
         worker(arguments.worker, arguments.data)
     else:
         main(
-            arguments.size, [int(d) for d in arguments.dims.split(",")], not arguments.no_nmi_noise
+            arguments.size,
+            [int(d) for d in arguments.dims.split(",")],
+            not arguments.no_nmi_noise,
+            arguments.threads,
+            arguments.repeats,
         )
