@@ -109,6 +109,11 @@ def _csv_list(value: str | None) -> list[str] | None:
 )
 @click.option("--download", is_flag=True, default=None, help="Download missing datasets.")
 @click.option(
+    "--prepared/--no-prepared",
+    default=None,
+    help="Read photos from a matching `dml-bench prepare` cache when one exists (default: on).",
+)
+@click.option(
     "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
 )
 @click.option(
@@ -190,6 +195,77 @@ def format_outcomes(outcomes: list[Any]) -> str:
             + (f"  ({o.reason})" if o.reason else "")
         )
     return "\n".join(lines)
+
+
+@cli.command()
+@click.option(
+    "--dataset", required=True, help="A photo dataset: cub200, cars196, sop, folder:PATH, csv:FILE."
+)
+@click.option(
+    "--data-root",
+    envvar="DML_BENCH_DATA_ROOT",
+    type=click.Path(path_type=Path),
+    help="Where datasets live; caches go under DATA_ROOT/prepared (env: DML_BENCH_DATA_ROOT).",
+)
+@click.option("--download", is_flag=True, help="Download the dataset first if it is missing.")
+@click.option(
+    "--resize",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Shorter side in pixels; runs read the cache when their resize option matches it.",
+)
+@click.option("--num-workers", type=int, default=2, show_default=True, help="Decoding processes.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@user_errors
+def prepare(
+    dataset: str,
+    data_root: Path | None,
+    download: bool,
+    resize: int,
+    num_workers: int,
+    no_progress: bool,
+) -> None:
+    """Decode and resize a photo dataset once, so that runs skip JPEG decoding.
+
+    Runs use a matching cache automatically and see exactly the pixels they would see without it
+    (--no-prepared reads the originals). Interrupted, the same command resumes.
+    """
+    from dml_bench.data import DATASETS, default_data_root
+    from dml_bench.data.prepared import prepare_splits
+    from dml_bench.train.experiment import split_dataset_name
+
+    configure_logging(False)
+    if num_workers < 0:
+        raise UserError(f"--num-workers must be >= 0, got {num_workers}.")
+    name, extra = split_dataset_name(dataset)
+    spec = DATASETS.get(name)
+    progress = None
+    if not no_progress:
+        from tqdm import tqdm
+
+        progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
+    try:
+        results = prepare_splits(
+            spec,
+            spec.make_config(extra),
+            data_root or default_data_root(),
+            resize,
+            download=download,
+            num_workers=num_workers,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            "\nInterrupted: what was written is kept. Run the same command again to resume.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    for result in results:
+        state = "already complete" if result.already_complete else "written"
+        click.echo(
+            f"{result.folder}: {result.images} images, {result.bytes / 2**30:.2f} GiB ({state})"
+        )
 
 
 @cli.command()

@@ -30,6 +30,7 @@ RUN_FLAGS = (
     "num_workers",
     "checkpoint_every",
     "download",
+    "prepared",
 )
 
 

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from PIL import Image, UnidentifiedImageError
 from dml_bench.data.base import DataRequest, Split
 from dml_bench.data.transforms import photo_transforms
 from dml_bench.errors import ConfigError, DatasetNotFoundError
+
+if TYPE_CHECKING:
+    from dml_bench.data.prepared import PreparedImages
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +229,8 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     ``classes`` are the split's original class ids in label order; ``labels`` are contiguous
     ``0..C-1``; ``class_names`` are readable names in label order (the ids when the dataset has
-    no names). ``transform`` receives the PIL RGB image.
+    no names). ``transform`` receives the PIL RGB image, or, when a prepared cache is attached
+    (:mod:`dml_bench.data.prepared`), the same image already resized, as a uint8 tensor.
     """
 
     def __init__(
@@ -248,12 +252,15 @@ class ImageListDataset(torch.utils.data.Dataset):
             raise ValueError("class_names must have one entry per class")
         self.transform = transform
         self.name = name
+        self.prepared: PreparedImages | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        image = load_rgb(self.paths[index])
+        image: Any = (
+            self.prepared.image(index) if self.prepared is not None else load_rgb(self.paths[index])
+        )
         if self.transform is not None:
             image = self.transform(image)
         return image, self.labels[index]

@@ -24,6 +24,7 @@ EXECUTION_FIELDS = frozenset(
         "num_workers",
         "data_root",
         "download",
+        "prepared",  # a prepared cache gives the very same pixels (dml_bench.data.prepared)
         "checkpoint_every",
         "eval_batch_size",
         "progress",
@@ -80,6 +81,7 @@ class RunConfig:
     num_workers: int = 0
     data_root: str | None = None
     download: bool = False
+    prepared: bool = True  # read photos from a matching `dml-bench prepare` cache if one exists
     checkpoint_every: int = 100
     eval_batch_size: int = 512
     preset: str = ""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ from dml_bench.data import (
     assert_class_disjoint,
     default_data_root,
 )
+from dml_bench.data.prepared import attach_prepared
 from dml_bench.data.subsets import split_train_classes
 from dml_bench.models.trunks import IMAGENET_MEAN_STD, TRUNKS
 from dml_bench.train.config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +34,7 @@ class RunData:
     train: DMLDataset
     test: DMLDataset
     val: DMLDataset | None
+    prepared: list[str] = field(default_factory=list)  # the prepared caches the splits read
 
     @property
     def num_train_classes(self) -> int:
@@ -64,9 +69,17 @@ def load_run_data(config: RunConfig) -> RunData:
     spec = DATASETS.get(config.dataset)
     root = data_root(config)
 
+    prepared: list[str] = []
+
     def build(split: str, train: bool) -> DMLDataset:
         request = DataRequest(root, split, _transforms(config, spec, train), config.download)  # type: ignore[arg-type]
-        return spec.build(request, config.dataset_config)
+        dataset = spec.build(request, config.dataset_config)
+        if config.prepared and spec.input_kind == "photo":
+            folder = attach_prepared(dataset, root, spec.name, split, config.resize)
+            if folder is not None and str(folder) not in prepared:
+                logger.info("%s/%s: reading the prepared cache %s", spec.name, split, folder)
+                prepared.append(str(folder))
+        return dataset
 
     train, test = build("train", True), build("test", False)
     assert_class_disjoint(train, test, config.dataset)
@@ -74,7 +87,7 @@ def load_run_data(config: RunConfig) -> RunData:
     if config.val_classes > 0:
         train_part, val_part = split_train_classes(train, config.val_classes, config.seed)
         train, val = train_part, _with_test_transform(val_part, build)
-    return RunData(spec=spec, train=train, test=test, val=val)
+    return RunData(spec=spec, train=train, test=test, val=val, prepared=prepared)
 
 
 def _with_test_transform(val: Any, build: Callable[[str, bool], DMLDataset]) -> Any:

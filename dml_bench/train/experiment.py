@@ -299,6 +299,7 @@ def _cached_data(config: RunConfig, cache: dict[str, RunData]) -> RunData:
             config.trunk,
             config.data_root,
             config.download,
+            config.prepared,
         )
     )
     if key not in cache:
@@ -335,6 +336,7 @@ def run_record(config: RunConfig, run_id: str, data: RunData) -> dict[str, Any]:
             "num_test_classes": len(data.test.classes),
             "num_test_images": len(data.test),
             "num_val_classes": len(data.val.classes) if data.val is not None else 0,
+            "prepared_caches": list(data.prepared),
             "method_origin": method_origin(config.method),
             "dataset_origin": dataset_origin(config.dataset),
         }
