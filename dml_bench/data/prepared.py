@@ -127,35 +127,49 @@ class PreparedImages:
         hwc = np.array(self.pixels()[start : start + h * w * 3]).reshape(h, w, 3)
         return tv_tensors.Image(torch.from_numpy(hwc).permute(2, 0, 1).contiguous())
 
-    def check_fresh(self, paths: Sequence[Path], dataset: str) -> None:
-        """Raise when a source image changed (size or mtime) since the cache was prepared."""
+    def expected_bytes(self) -> int:
+        if not len(self):
+            return 0
+        last = len(self) - 1
+        return int(self.offsets[last] + self.heights[last] * self.widths[last] * 3)
+
+    def stale_sources(self, paths: Sequence[Path]) -> list[Path]:
+        """The source images whose size or mtime changed since the cache was prepared."""
         sizes, mtimes = source_stats(paths)
         changed = np.flatnonzero((sizes != self.sizes) | (mtimes != self.mtimes))
-        if changed.size:
-            shown = ", ".join(str(paths[i]) for i in changed[:MAX_LISTED_PATHS])
-            raise UserError(
-                f"The prepared cache {self.folder} of {dataset} is stale: {changed.size} of "
-                f"{len(paths)} source images changed since it was prepared (e.g. {shown}). Run "
-                f"`dml-bench prepare --dataset {dataset}` again to rebuild it, or pass "
-                "--no-prepared to read the original files."
-            )
+        return [Path(paths[i]) for i in changed]
 
 
 def find_prepared(
     data_root: Path, dataset: str, split: str, resize: int, paths: Sequence[Path]
 ) -> PreparedImages | None:
-    """The complete, fresh cache of these images at this resize, or ``None`` if there is none."""
+    """The complete, fresh cache of these images at this resize, or ``None`` if there is none.
+
+    A cache that is there but does not match its images (damaged, or sources changed since) is an
+    error, not a silent fallback: the user learns that the slow path would be taken and why.
+    """
     folder = cache_folder(data_root, dataset, split, resize, paths)
     if not (folder / MANIFEST).is_file():
         return None
+    rebuild = (
+        f"delete {folder} and run `dml-bench prepare --dataset {dataset} --resize {resize}` "
+        "again, or pass --no-prepared to read the original files"
+    )
     prepared = PreparedImages(folder)
-    if len(prepared) != len(paths):
+    size = (folder / PIXELS).stat().st_size if (folder / PIXELS).is_file() else -1
+    if len(prepared) != len(paths) or size != prepared.expected_bytes():
         raise UserError(
-            f"The prepared cache {folder} holds {len(prepared)} images but {dataset}/{split} lists "
-            f"{len(paths)}. The cache is damaged; delete the folder and run `dml-bench prepare "
-            f"--dataset {dataset}` again, or pass --no-prepared."
+            f"The prepared cache {folder} is damaged: it indexes {len(prepared)} images in "
+            f"{prepared.expected_bytes()} bytes, its {PIXELS} holds {max(size, 0)} bytes and "
+            f"{dataset}/{split} lists {len(paths)} images. To fix it, {rebuild}."
         )
-    prepared.check_fresh(paths, dataset)
+    stale = prepared.stale_sources(paths)
+    if stale:
+        shown = ", ".join(map(str, stale[:MAX_LISTED_PATHS]))
+        raise UserError(
+            f"The prepared cache {folder} of {dataset} is stale: {len(stale)} of {len(paths)} "
+            f"source images changed since it was prepared (e.g. {shown}). To fix it, {rebuild}."
+        )
     return prepared
 
 

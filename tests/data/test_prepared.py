@@ -126,6 +126,17 @@ def test_a_changed_source_image_makes_the_cache_stale(textured_root: Path) -> No
     assert str(changed) in str(info.value) and "--no-prepared" in str(info.value)
 
 
+def test_a_truncated_cache_is_reported_as_damaged(textured_root: Path) -> None:
+    (train, _test) = prepare_cub(textured_root)
+    pixels = train.folder / prep.PIXELS
+    with open(pixels, "r+b") as f:
+        f.truncate(pixels.stat().st_size - 10)
+    dataset = cub_split(textured_root, "train", True)
+    with pytest.raises(UserError, match="damaged") as info:
+        prep.attach_prepared(dataset, textured_root, "cub200", "train", RESIZE)
+    assert str(train.folder) in str(info.value) and "--no-prepared" in str(info.value)
+
+
 def test_no_cache_for_another_resize_or_listing(textured_root: Path) -> None:
     prepare_cub(textured_root)
     dataset = cub_split(textured_root, "train", True)
