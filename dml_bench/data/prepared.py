@@ -137,7 +137,7 @@ class PreparedImages:
         """The source images whose size or mtime changed since the cache was prepared."""
         sizes, mtimes = source_stats(paths)
         changed = np.flatnonzero((sizes != self.sizes) | (mtimes != self.mtimes))
-        return [Path(paths[i]) for i in changed]
+        return [Path(paths[int(i)]) for i in changed]
 
 
 def find_prepared(
