@@ -9,6 +9,7 @@ cannot answer its question, which ``dml-bench run ...`` command would.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,7 +32,8 @@ from dml_bench.report.tables import eval_metrics, with_labels
 from dml_bench.store.read import RunTable, read_retrievals
 
 REFERENCE_METHOD = "proxy_nca"
-PROXY_COUNT_FIELDS = ("cfg.proxies_per_class", "cfg.num_proxies")
+PROXY_COUNT_NAMES = ("proxies_per_class", "num_proxies")
+PROXY_COUNT_FIELDS = tuple(f"cfg.{name}" for name in PROXY_COUNT_NAMES)
 SWEEP_COMMAND = (
     "dml-bench run --methods proxy_nca,proxy_nca_dynamic "
     "--set proxy_nca.proxies_per_class=1,2,4 "
@@ -278,6 +280,7 @@ def rq1_bound(prep: Prepared) -> Section:
                         finding.label,
                         dataset,
                         finding.loss,
+                        str(finding.held.n),
                         ci_cell(finding.held, fmt_pct),
                         fmt_value(finding.gap_first),
                         fmt_value(finding.gap_last),
@@ -303,6 +306,7 @@ def rq1_bound(prep: Prepared) -> Section:
                 "method",
                 "dataset",
                 "loss",
+                "seeds",
                 "held",
                 "gap Q1",
                 "gap Q4",
@@ -459,6 +463,7 @@ def rq2_convergence(prep: Prepared, target_fraction: float) -> Section:
                         speed.proxy,
                         speed.pair,
                         dataset,
+                        f"{speed.steps.n_denominator} vs {speed.steps.n_numerator}",
                         _ratio_cell(speed.steps),
                         _ratio_cell(speed.seconds),
                     ]
@@ -498,6 +503,7 @@ def rq2_convergence(prep: Prepared, target_fraction: float) -> Section:
                     "proxy method",
                     "pair method",
                     "dataset",
+                    "seeds (proxy vs pair)",
                     "speed-up (steps)",
                     "speed-up (seconds)",
                 ],
@@ -569,6 +575,7 @@ def rq3_order(prep: Prepared) -> Section:
                 [
                     finding.label,
                     dataset,
+                    str(finding.end.n),
                     ci_cell(finding.start, fmt_pct),
                     ci_cell(finding.end, fmt_pct),
                 ]
@@ -579,7 +586,7 @@ def rq3_order(prep: Prepared) -> Section:
             f"methods do); run `{run_command('proxy_nca', 'hershey')}`."
         )
         return section
-    section.body.append(markdown_table(["method", "dataset", "first row", "end"], rows))
+    section.body.append(markdown_table(["method", "dataset", "seeds", "first row", "end"], rows))
     section.body.extend(answer_lines(section.findings, lambda f: f.label))  # type: ignore[attr-defined]
     return section
 
@@ -724,12 +731,57 @@ def rq4_retrieval(prep: Prepared) -> Section:
                 f"No pair-based baseline ran on {dataset}, so Proxy-NCA is not tested against "
                 f"one; run e.g. `{run_command('proxy_nca,triplet_semihard', dataset)}`."
             )
-        for ref in refs:
-            for other in baselines:
-                for metric in [m for m in ("recall@1", "nmi") if m in ds_metrics]:
-                    section.findings.append(_significance(here, ref, other, dataset, metric))
+        tests = [
+            _significance(here, ref, other, dataset, metric)
+            for ref in refs
+            for other in baselines
+            for metric in [m for m in ("recall@1", "nmi") if m in ds_metrics]
+        ]
+        if tests:
+            section.body.append(_significance_table(tests))
+        section.findings.extend(tests)
     section.body.extend(answer_lines(section.findings, lambda f: f.reference))  # type: ignore[attr-defined]
     return section
+
+
+def _significance_table(tests: Sequence[SignificanceFinding]) -> str:
+    """One row per test: both means, the difference, the test and its p-value."""
+    rows = []
+    for t in tests:
+        verdict = (
+            ("p < 0.05" if t.test.p_value < 0.05 else "p >= 0.05") if t.test.done else "no test"
+        )
+        rows.append(
+            [
+                t.reference,
+                t.other,
+                t.dataset,
+                t.metric,
+                f"{t.reference_value.n} vs {t.other_value.n}",
+                fmt_value(t.reference_value.mean),
+                fmt_value(t.other_value.mean),
+                fmt_value(t.test.difference),
+                t.test.test if t.test.done else t.test.reason,
+                fmt_p(t.test.p_value) if t.test.done else "-",
+                verdict,
+            ]
+        )
+    return markdown_table(
+        [
+            "reference",
+            "other",
+            "dataset",
+            "metric",
+            "seeds",
+            "reference mean",
+            "other mean",
+            "difference",
+            "test",
+            "p",
+            "",
+        ],
+        rows,
+    )
 
 
 def _significance(
@@ -839,29 +891,24 @@ def rq5_assignment(prep: Prepared) -> Section:
             continue
         metrics = [m for m in ("recall@1", "nmi") if m in here.columns and here[m].notna().any()]
         points: dict[str, list[plots.SweepPoint]] = {m: [] for m in metrics}
-        for (method, _label), group in here.groupby(["method", "label"], sort=True):
+        rows = []
+        for label, group in sorted(here.groupby("label"), key=lambda item: _sweep_order(item)):
             count = float(group[column].iloc[0])
-            for m in metrics:
-                iv = mean_ci(group[m].to_numpy(dtype=float))
-                points[m].append(plots.SweepPoint(str(method), count, iv.mean, iv.half_width, iv.n))
+            intervals = [mean_ci(group[m].to_numpy(dtype=float)) for m in metrics]
+            for m, iv in zip(metrics, intervals, strict=True):
+                points[m].append(
+                    plots.SweepPoint(sweep_series(str(label)), count, iv.mean, iv.half_width, iv.n)
+                )
+            rows.append(
+                [str(label), f"{count:g}", str(group["seed"].nunique())]
+                + [ci_cell(iv) for iv in intervals]
+            )
         section.figures[f"rq5_proxies_{dataset}"] = plots.sweep_figure(
             points, title=f"RQ5: proxies per class on {dataset}"
         )
-        rows = (
-            [
-                [p.method, f"{p.proxies_per_class:g}", str(p.n)]
-                + [
-                    ci_cell(_point_interval(here, column, p.method, p.proxies_per_class, m))
-                    for m in metrics
-                ]
-                for p in points[metrics[0]]
-            ]
-            if metrics
-            else []
-        )
         section.body.append(
             f"### {dataset}\n\n"
-            + markdown_table(["method", "proxies per class", "seeds", *metrics], rows)
+            + markdown_table(["variant", "proxies per class", "seeds", *metrics], rows)
         )
         counts = here.groupby("method")[column].nunique()
         if not (counts.get(STATIC, 0) >= 2 and counts.get(DYNAMIC, 0) >= 2):
@@ -883,11 +930,31 @@ def rq5_assignment(prep: Prepared) -> Section:
     return section
 
 
-def _point_interval(
-    runs: pd.DataFrame, column: str, method: str, count: float, metric: str
-) -> Interval:
-    group = runs[(runs["method"] == method) & (runs[column].astype(float) == count)]
-    return mean_ci(group[metric].to_numpy(dtype=float))
+_VARIANT = re.compile(r"^(?P<method>[^\[\s]+)\[(?P<params>[^\]]*)\](?P<rest>.*)$")
+
+
+def sweep_series(label: str) -> str:
+    """The line a run belongs to in the RQ5 figure: its label without the proxy-count setting.
+
+    Runs that differ in anything else (sampler, softmax scale, ...) are other lines, so a line
+    varies the number of proxies alone: ``proxy_nca[proxies_per_class=2]`` is on the line
+    ``proxy_nca``, ``proxy_nca[m_per_class=4]`` is a line of its own.
+    """
+    match = _VARIANT.match(label)
+    if match is None:
+        return label
+    kept = [
+        item
+        for item in match["params"].split(",")
+        if item.split("=")[0].strip() not in PROXY_COUNT_NAMES
+    ]
+    method = f"{match['method']}[{','.join(kept)}]" if kept else match["method"]
+    return method + match["rest"]
+
+
+def _sweep_order(item: tuple[object, pd.DataFrame]) -> tuple[str, float]:
+    label, group = item
+    return sweep_series(str(label)), float(group[_proxy_count_column(group) or "seed"].iloc[0])
 
 
 def _best(runs: pd.DataFrame, method: str, metric: str) -> tuple[str, Interval] | None:

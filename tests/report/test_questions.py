@@ -172,3 +172,88 @@ def test_qualitative_figure_blocks_per_method(prep: q.Prepared) -> None:
     section = q.qualitative(prep, n_queries=2, top_k=3)
     fig = section.figures["qualitative_hershey"]
     assert len(fig.axes) == 2 * 2 * 4  # proxy_nca and triplet_semihard have retrievals
+
+
+#: Phrases of the answers that name no measured value (confidence level, the paper's claim).
+_NOT_MEASURED = (
+    "95% bootstrap CI",
+    "95% CI",
+    "about 3x",
+    "Fig. 1, Cars196",
+    "the 5% level",
+    "the paper's 3x",
+)
+
+
+def _table_numbers(section: q.Section) -> set[str]:
+    cells = set()
+    for block in section.body:
+        for line in block.splitlines():
+            if line.startswith("|"):
+                cells.update(_NUMBER.findall(line))
+    return cells
+
+
+def test_every_number_of_an_answer_stands_in_its_section_table(prep: q.Prepared) -> None:
+    """The prose and the tables of report.md cannot disagree: each number of each generated
+    answer is printed, formatted the same way, in a table of the same section."""
+    checked = 0
+    for section in q.all_sections(prep, target_fraction=0.9):
+        cells = _table_numbers(section)
+        for line in (b for b in section.body if b.startswith("**Answer.**")):
+            text = line
+            for phrase in _NOT_MEASURED:
+                text = text.replace(phrase, " ")
+            numbers = set(_NUMBER.findall(text))
+            assert numbers, line
+            assert numbers <= cells, (section.key, numbers - cells, line)
+            checked += 1
+    assert checked >= 5  # RQ1 (two losses), RQ2, RQ3, RQ4 and RQ5 each answer something
+
+
+@pytest.mark.parametrize(
+    ("label", "series"),
+    [
+        ("proxy_nca", "proxy_nca"),
+        ("proxy_nca[proxies_per_class=2]", "proxy_nca"),
+        ("proxy_nca_dynamic[num_proxies=0.5,scale=3.0]", "proxy_nca_dynamic[scale=3.0]"),
+        (
+            "proxy_nca[m_per_class=4,proxies_per_class=2] [m_per_class:4]",
+            "proxy_nca[m_per_class=4] [m_per_class:4]",
+        ),
+        ("proxy_nca [random]", "proxy_nca [random]"),
+    ],
+)
+def test_sweep_series_drops_only_the_proxy_count(label: str, series: str) -> None:
+    assert q.sweep_series(label) == series
+
+
+def test_rq5_keeps_variants_at_the_same_proxy_count_apart(make_run, results) -> None:
+    """proxy_nca and proxy_nca[m_per_class=4] both have 1 proxy per class: two rows, two lines."""
+    finals = {
+        ("proxy_nca", 1, None): [0.60, 0.62],
+        ("proxy_nca[proxies_per_class=2]", 2, None): [0.55, 0.57],
+        ("proxy_nca[m_per_class=4]", 1, 4): [0.40, 0.44],
+        ("proxy_nca_dynamic", 1, None): [0.30, 0.31],
+    }
+    for (variant, ppc, m), values in finals.items():
+        for seed, final in enumerate(values):
+            make_run(
+                method=variant.split("[")[0],
+                variant=variant,
+                seed=seed,
+                method_config={"m_per_class": m, "proxies_per_class": ppc},
+                sampler="random" if m is None else f"m_per_class:{m}",
+                columns={"recall@1": [0.1, final]},
+            )
+    section = q.rq5_assignment(prepare(load_runs(results)))
+    table = next(b for b in section.body if "| variant |" in b)
+    body = [line for line in table.splitlines() if line.startswith("|")][2:]  # after the header
+    rows = {line.split(" | ")[0].strip("| "): line for line in body}
+    assert set(rows) == {v for v, _, _ in finals}
+    assert "0.610 [" in rows["proxy_nca"] and "0.420 [" in rows["proxy_nca[m_per_class=4]"]
+    ax = section.figures["rq5_proxies_hershey"].axes[0]
+    lines = {text.get_text() for text in ax.get_legend().get_texts()}
+    assert lines == {"proxy_nca", "proxy_nca[m_per_class=4]", "proxy_nca_dynamic"}
+    finding = next(f for f in section.findings if f.metric == "recall@1")
+    assert (finding.static_label, finding.static_value.mean) == ("proxy_nca", pytest.approx(0.61))
