@@ -342,6 +342,7 @@ def datasets(data_root: Path | None) -> None:
     """List the registered datasets, where each looks for its files, and whether it found them."""
     from dml_bench.config import field_names
     from dml_bench.data import DATASETS, default_data_root
+    from dml_bench.data.prepared import list_prepared
 
     root = data_root or default_data_root()
     click.echo(f"data root: {root}")
@@ -358,6 +359,11 @@ def datasets(data_root: Path | None) -> None:
         except UserError:
             where, found = "(needs a path: --dataset " + name + ":PATH)", "-"
         click.echo(f"{name:<10} {found:<8} {where}\n{'':<10} {spec.description}")
+        for cache in list_prepared(root, name):
+            click.echo(
+                f"{'':<10} prepared: {cache['split']}, resize {cache['resize']}, "
+                f"{cache['images']} images, {cache['bytes'] / 2**30:.2f} GiB ({cache['folder']})"
+            )
 
 
 def main() -> None:

@@ -173,6 +173,23 @@ def find_prepared(
     return prepared
 
 
+def list_prepared(data_root: Path, dataset: str) -> list[dict[str, Any]]:
+    """The complete caches of ``dataset`` under ``data_root`` (their manifests, plus ``folder``
+    and ``split``), for ``dml-bench datasets``; whether they still match their images is checked
+    when a run reads them."""
+    caches = []
+    for manifest in sorted((Path(data_root).expanduser() / PREPARED_FOLDER).glob("*/" + MANIFEST)):
+        try:
+            record = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("dataset") != dataset:
+            continue
+        split = manifest.parent.name[len(dataset) + 1 :].split("-")[0]
+        caches.append({**record, "folder": manifest.parent, "split": split})
+    return caches
+
+
 # ----------------------------------------------------------------------------- building a cache
 @dataclass(frozen=True)
 class PrepareResult:

@@ -195,3 +195,13 @@ def test_cli_prepare_refuses_a_generated_dataset(tmp_path: Path) -> None:
     message = " ".join(result.output.split())
     assert "nothing to prepare" in message and "Traceback" not in message
     assert not (tmp_path / prep.PREPARED_FOLDER).exists()
+
+
+def test_datasets_command_lists_prepared_caches(textured_root: Path) -> None:
+    prepare_cub(textured_root)
+    result = CliRunner().invoke(cli, ["datasets", "--data-root", str(textured_root)])
+    assert result.exit_code == 0, result.output
+    listed = [line for line in result.output.splitlines() if "prepared:" in line]
+    assert len(listed) == 2  # cub200 train and test, nothing for the other datasets
+    assert any("prepared: train, resize 24, 9 images" in line for line in listed)
+    assert any("prepared: test, resize 24, 9 images" in line for line in listed)
