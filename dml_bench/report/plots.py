@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -101,19 +101,16 @@ def curve_figure(
     return fig
 
 
-#: (panel title, y label, [(column, line style, legend suffix)]) of the RQ1 figure.
+#: (panel title, y label, [(column, line style)]) of the RQ1 figure: solid for the proxy loss
+#: (and eps max), dashed for the data loss (and eps mean).
 BOUND_PANELS = (
-    ("NCA loss", "loss", (("proxy_nca_loss", "-", "proxy"), ("data_nca_loss", "--", "data"))),
-    (
-        "Triplet loss",
-        "loss",
-        (("proxy_triplet_loss", "-", "proxy"), ("data_triplet_loss", "--", "data")),
-    ),
-    (
-        "Proxy approximation error",
-        "distance to proxy",
-        (("eps_max", "-", "eps max"), ("eps_mean", "--", "eps mean")),
-    ),
+    ("NCA loss", "loss", (("proxy_nca_loss", "-"), ("data_nca_loss", "--"))),
+    ("Triplet loss", "loss", (("proxy_triplet_loss", "-"), ("data_triplet_loss", "--"))),
+    ("Proxy approximation error", "distance to proxy", (("eps_max", "-"), ("eps_mean", "--"))),
+)
+BOUND_STYLES: tuple[tuple[Literal["-", "--"], str], ...] = (
+    ("-", "solid: proxy loss; eps max"),
+    ("--", "dashed: data loss; eps mean"),
 )
 
 
@@ -122,34 +119,35 @@ def bound_figure(curves: pd.DataFrame, title: str) -> Figure:
 
     The paper's claim is that the proxy loss upper-bounds the data loss, tighter as eps shrinks;
     each panel draws a method's two quantities in one colour so the gap is visible. Panels whose
-    columns are absent from every run are left out.
+    columns are absent from every run are left out. One legend below the panels serves all of
+    them (a colour per method, then the two line styles), so that many methods stay readable.
     """
+    from matplotlib.lines import Line2D
+
     panels = [
         p
         for p in BOUND_PANELS
-        if any(c in curves.columns and curves[c].notna().any() for c, _, _ in p[2])
+        if any(c in curves.columns and curves[c].notna().any() for c, _ in p[2])
     ]
-    fig, axes = _new_figure(ncols=max(1, len(panels)), width=5.0)
     labels = list(dict.fromkeys(curves["label"]))
+    fig, axes = _new_figure(ncols=max(1, len(panels)), width=5.0, height=4.2 + 0.22 * len(labels))
     for ax, (panel_title, ylabel, columns) in zip(axes, panels, strict=False):
         for i, label in enumerate(labels):
             group = curves[curves["label"] == label]
-            for column, style, suffix in columns:
+            for column, style in columns:
                 if column not in group.columns or not group[column].notna().any():
                     continue
                 summary = mean_curve(group, y=column)
-                ax.plot(
-                    summary["x"],
-                    summary["mean"],
-                    linestyle=style,
-                    color=color_for(i),
-                    label=f"{label}: {suffix}",
-                )
+                ax.plot(summary["x"], summary["mean"], linestyle=style, color=color_for(i))
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         ax.set_title(panel_title)
         ax.grid(alpha=0.3)
-        _legend(ax)
+    handles = [Line2D([], [], color=color_for(i), label=label) for i, label in enumerate(labels)]
+    handles += [Line2D([], [], color="black", linestyle=s, label=text) for s, text in BOUND_STYLES]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=3, fontsize="small", frameon=False
+    )
     fig.suptitle(title)
     return fig
 

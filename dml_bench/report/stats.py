@@ -49,8 +49,17 @@ class Interval:
         return (self.high - self.low) / 2 if self.has_band else math.nan
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
-    """Mean and Student-t confidence interval of ``values`` (NaNs dropped)."""
+def mean_ci(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> Interval:
+    """Mean and Student-t confidence interval of ``values`` (NaNs dropped).
+
+    ``bounds``: the range the quantity can take (a fraction lies in [0, 1], a step count is
+    >= 0). With few seeds a t-interval can reach past it (a fraction's interval below 0%); it is
+    then clipped to the range, since values outside it cannot occur.
+    """
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = int(x.size)
@@ -63,7 +72,10 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> I
     if sem == 0.0:
         return Interval(mean, mean, mean, n, confidence)
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * sem
-    return Interval(mean, mean - half, mean + half, n, confidence)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, n, confidence)
 
 
 def first_reaching(x: np.ndarray, values: np.ndarray, fraction: float) -> float:

@@ -51,6 +51,11 @@ def test_bound_figure_drops_panels_without_data() -> None:
     fig = plots.bound_figure(_curves(), title="t")
     assert [ax.get_title() for ax in fig.axes] == ["NCA loss", "Proxy approximation error"]
     assert all(len(ax.get_lines()) == 4 for ax in fig.axes)  # 2 methods x 2 quantities
+    (legend,) = fig.legends  # one legend for all panels: a colour per method, then the styles
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["proxy_nca", "triplet"] + [text for _, text in plots.BOUND_STYLES]
+    proxy_line = fig.axes[0].get_lines()[0]
+    assert to_hex(proxy_line.get_color()) == to_hex(legend.get_lines()[0].get_color())
 
 
 def test_sweep_figure_one_line_per_method() -> None:

@@ -257,3 +257,20 @@ def test_rq5_keeps_variants_at_the_same_proxy_count_apart(make_run, results) -> 
     assert lines == {"proxy_nca", "proxy_nca[m_per_class=4]", "proxy_nca_dynamic"}
     finding = next(f for f in section.findings if f.metric == "recall@1")
     assert (finding.static_label, finding.static_value.mean) == ("proxy_nca", pytest.approx(0.61))
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "trend"),
+    [
+        (2.9, -1.1, "changed sign"),
+        (-0.5, 0.2, "changed sign"),
+        (2.9, 0.3, "narrowed"),
+        (-0.5, -0.1, "narrowed"),
+        (0.3, 0.9, "did not narrow"),
+        (float("nan"), 0.1, "cannot tell"),
+    ],
+)
+def test_gap_trend_tells_a_sign_change_from_narrowing(
+    first: float, last: float, trend: str
+) -> None:
+    assert q.gap_trend(first, last) == trend

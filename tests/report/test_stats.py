@@ -96,3 +96,15 @@ def test_mean_curve_averages_seeds_per_step() -> None:
     assert list(by_time["x"]) == pytest.approx([0.0, 5.0])
     low, high = stats.t.interval(0.95, 1, loc=0.6, scale=stats.sem([0.5, 0.7]))
     assert (by_step["low"].iloc[1], by_step["high"].iloc[1]) == pytest.approx((low, high))
+
+
+def test_mean_ci_bounds_clip_an_interval_that_reaches_past_the_range() -> None:
+    values = [0.0, 0.25, 0.75]  # a fraction: its t-interval reaches below 0 and above 1
+    free = mean_ci(values)
+    assert free.low < 0.0 and free.high > 1.0
+    clipped = mean_ci(values, bounds=(0.0, 1.0))
+    assert (clipped.mean, clipped.low, clipped.high) == (free.mean, 0.0, 1.0)
+    inside = mean_ci([0.4, 0.5, 0.6], bounds=(0.0, 1.0))
+    assert (inside.low, inside.high) == pytest.approx(
+        (mean_ci([0.4, 0.5, 0.6]).low, mean_ci([0.4, 0.5, 0.6]).high)
+    )
