@@ -145,8 +145,8 @@ class Section:
 
 
 def is_reference(label: str) -> bool:
-    """Whether a row label is the default Proxy-NCA (possibly split by sampler)."""
-    return label == REFERENCE_METHOD or label.startswith(f"{REFERENCE_METHOD} [")
+    """Whether a row label is the default Proxy-NCA (possibly split by sampler or run options)."""
+    return label == REFERENCE_METHOD or label.startswith(f"{REFERENCE_METHOD} ")
 
 
 def answer_lines(findings: Sequence[Finding], label_of: Callable[[Finding], str]) -> list[str]:

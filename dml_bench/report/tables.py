@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from dml_bench.errors import UserError
+from dml_bench.store.read import setup_labels
 
 FORMATS = ("markdown", "csv", "json", "latex")
 FORMAT_SUFFIX = {"markdown": "md", "csv": "csv", "json": "json", "latex": "tex"}
@@ -50,25 +51,32 @@ def eval_metrics(columns: Iterable[str]) -> list[str]:
 
 
 def with_labels(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add ``split_sampler`` and ``label`` (the variant, plus the sampler where rows split)."""
+    """Add ``split_sampler``, ``setup_label`` and ``label``: the variant, plus the run options
+    in which its runs differ (``proxy_nca {lr=0.0001}``, see
+    :func:`~dml_bench.store.read.setup_labels`), plus the sampler where rows split by it."""
     out = runs.copy()
     if out.empty:
         out["split_sampler"] = pd.Series(dtype=bool)
+        out["setup_label"] = pd.Series(dtype=str)
         out["label"] = pd.Series(dtype=str)
         return out
-    n_samplers = out.groupby(["variant", "dataset"])["sampler"].transform("nunique")
+    out["setup_label"] = setup_labels(out)
+    n_samplers = out.groupby(["variant", "dataset", "setup_label"])["sampler"].transform("nunique")
     out["split_sampler"] = n_samplers > 1
     out["label"] = [
-        f"{v} [{s}]" if split else v
-        for v, s, split in zip(out["variant"], out["sampler"], out["split_sampler"], strict=True)
+        f"{v}{setup} [{s}]" if split else f"{v}{setup}"
+        for v, setup, s, split in zip(
+            out["variant"], out["setup_label"], out["sampler"], out["split_sampler"], strict=True
+        )
     ]
     return out
 
 
 def sort_key_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort by dataset, then proxy methods first, then variant and sampler."""
+    """Sort by dataset, then proxy methods first, then variant, run options and sampler."""
     order = frame.assign(_pair=(frame["family"] != "proxy").astype(int))
-    order = order.sort_values(["dataset", "_pair", "method", "variant", "sampler"], kind="stable")
+    keys = ["dataset", "_pair", "method", "variant", "setup_label", "sampler"]
+    order = order.sort_values([k for k in keys if k in order.columns], kind="stable")
     return order.drop(columns="_pair")
 
 
@@ -77,11 +85,14 @@ def main_table(runs: pd.DataFrame) -> pd.DataFrame:
     labelled = with_labels(runs)
     metrics = eval_metrics(runs.columns)
     split = bool(labelled["split_sampler"].any()) if not labelled.empty else False
-    keys = ["variant", "dataset", "sampler"] if split else ["variant", "dataset"]
+    keys = ["variant", "setup_label", "dataset"] + (["sampler"] if split else [])
     records: list[dict[str, Any]] = []
     for _, group in sort_key_frame(labelled).groupby(keys, sort=False):
         first = group.iloc[0]
-        record: dict[str, Any] = {"method": first["variant"], "dataset": first["dataset"]}
+        record: dict[str, Any] = {
+            "method": first["variant"] + first["setup_label"],
+            "dataset": first["dataset"],
+        }
         if split:
             record["sampler"] = first["sampler"]
         record["family"] = first["family"]

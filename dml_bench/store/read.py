@@ -138,6 +138,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     row["steps"] = int(final["step"])
     row["train_seconds"] = _as_float(summary.get("train_seconds", final.get("elapsed_s")))
     row["best_step"] = _as_float(summary.get("best_step"))
+    row["setup"] = json.dumps(run_setup(config), sort_keys=True, default=str)
     for name, value in _flat_config(config.get("method_config", {})).items():
         row[f"cfg.{name}"] = value
     for column in curve.columns:
@@ -198,6 +199,47 @@ def _run_keys(folder: str, config: dict[str, Any]) -> dict[str, Any]:
         "sampler": str(config.get("sampler") or _sampler_from(method_config)),
         "family": _family(method, config, method_config),
     }
+
+
+#: config.json keys that are not run options compared across runs of one variant: the run's
+#: identity (method, dataset, seed), the method's own config (already in the variant's name) and
+#: labels.
+_NOT_SETUP = frozenset({"method", "dataset", "seed", "method_config", "dataset_config"})
+
+
+def run_setup(config: dict[str, Any]) -> dict[str, Any]:
+    """The run options and dataset parameters of a run that can change its result.
+
+    Two runs of one method variant that differ here (another learning rate, evaluation interval,
+    dataset parameter, ...) measure different things and must not be averaged together; see
+    :func:`setup_labels`. Execution options (device, workers, paths) are left out: they do not
+    change what a run computes.
+    """
+    from dml_bench.train.config import EXECUTION_FIELDS, run_field_names
+
+    fields = set(run_field_names()) - EXECUTION_FIELDS - _NOT_SETUP
+    setup = {k: config[k] for k in sorted(fields) if k in config}
+    dataset_config = config.get("dataset_config") or {}
+    if isinstance(dataset_config, dict):
+        setup |= {f"dataset.{k}": v for k, v in _flat_config(dataset_config).items()}
+    return setup
+
+
+def setup_labels(runs: pd.DataFrame) -> pd.Series:
+    """Per run, ``" {key=value, ...}"`` naming the run options in which runs of the same variant
+    and dataset differ, or ``""`` where they all agree (the usual case: nothing is added)."""
+    labels = pd.Series("", index=runs.index, dtype=object)
+    if runs.empty or "setup" not in runs.columns:
+        return labels
+    for _, group in runs.groupby(["variant", "dataset"]):
+        if group["setup"].nunique() < 2:
+            continue
+        setups = {i: json.loads(text) for i, text in group["setup"].items()}
+        keys = sorted({k for setup in setups.values() for k in setup})
+        differing = [k for k in keys if len({repr(s.get(k)) for s in setups.values()}) > 1]
+        for i, setup in setups.items():
+            labels[i] = " {" + ", ".join(f"{k}={setup.get(k)}" for k in differing) + "}"
+    return labels
 
 
 def _sampler_from(method_config: dict[str, Any]) -> str:

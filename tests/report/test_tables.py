@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dml_bench.errors import UserError
-from dml_bench.report.tables import eval_metrics, main_table, render
+from dml_bench.report.tables import eval_metrics, main_table, render, with_labels
 from dml_bench.store.read import load_runs
 
 
@@ -85,3 +85,28 @@ def test_formats_round_trip_and_escape(results, benchmark_runs) -> None:
     assert r"proxy\_nca" in tex and r"$\pm$" in tex and "proxy_nca" not in tex
     with pytest.raises(UserError, match="markdown"):
         render(table, "html")
+
+
+def test_runs_of_one_variant_with_other_run_options_are_not_averaged(make_run, results) -> None:
+    """Two learning rates of proxy_nca are two rows, named by the option that differs; runs
+    that agree on every option stay one row without a suffix."""
+    for lr, finals in ((1e-3, (0.8, 0.82)), (1e-4, (0.5, 0.52))):
+        for seed, final in enumerate(finals):
+            run = make_run(
+                method="proxy_nca",
+                seed=seed,
+                run_id=f"hershey-proxy_nca-seed{seed}-lr{lr}",
+                columns={"recall@1": [0.1, final]},
+            )
+            config = json.loads((run / "config.json").read_text())
+            config |= {"lr": lr, "steps": 600, "device": f"cuda:{seed}"}  # device: not a setup
+            (run / "config.json").write_text(json.dumps(config))
+    for seed in (0, 1):
+        make_run(method="triplet_semihard", seed=seed, columns={"recall@1": [0.1, 0.6]})
+    table = main_table(load_runs(results).runs)
+    rows = dict(zip(table["method"], table["recall@1_mean"], strict=True))
+    assert rows == pytest.approx(
+        {"proxy_nca {lr=0.001}": 0.81, "proxy_nca {lr=0.0001}": 0.51, "triplet_semihard": 0.6}
+    )
+    labels = set(with_labels(load_runs(results).runs)["label"])
+    assert labels == {"proxy_nca {lr=0.001}", "proxy_nca {lr=0.0001}", "triplet_semihard"}
