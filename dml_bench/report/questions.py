@@ -1025,7 +1025,7 @@ def _blocks_for_seed(
     prep: Prepared, runs: pd.DataFrame, max_methods: int
 ) -> list[plots.RetrievalBlock]:
     blocks = []
-    for label in _label_order(runs)[:max_methods]:
+    for label in _qualitative_labels(runs)[:max_methods]:
         run_id = runs[runs["label"] == label]["run_id"].iloc[0]
         data = read_retrievals(prep.table.run_dir(str(run_id)))
         if data is None:
@@ -1040,6 +1040,14 @@ def _blocks_for_seed(
             )
         )
     return blocks
+
+
+def _qualitative_labels(runs: pd.DataFrame) -> list[str]:
+    """The methods as registered (no changed parameters) first, then their variants: with a
+    sweep in the results, the figure still shows the proxy methods beside the pair baselines."""
+    labels = _label_order(runs)
+    plain = set(runs.loc[runs["variant"] == runs["method"], "label"])
+    return [lab for lab in labels if lab in plain] + [lab for lab in labels if lab not in plain]
 
 
 def all_sections(prep: Prepared, target_fraction: float) -> list[Section]:

@@ -274,3 +274,23 @@ def test_gap_trend_tells_a_sign_change_from_narrowing(
     first: float, last: float, trend: str
 ) -> None:
     assert q.gap_trend(first, last) == trend
+
+
+def test_qualitative_figure_shows_the_plain_methods_before_sweep_variants(
+    make_run, results
+) -> None:
+    variants = [f"proxy_nca[proxies_per_class={k}]" for k in (2, 4, 8, 16, 32, 64)]
+    for variant in [*variants, "proxy_nca", "triplet_semihard"]:
+        make_run(
+            method=variant.split("[")[0],
+            variant=variant,
+            seed=0,
+            columns={"recall@1": [0.1, 0.5]},
+            retrievals=True,
+        )
+    fig = q.qualitative(prepare(load_runs(results)), n_queries=1, top_k=2, max_methods=3).figures[
+        "qualitative_hershey"
+    ]
+    rows = [ax.get_ylabel().split("\n")[0] for ax in fig.axes if ax.get_ylabel()]
+    # the plain methods, then the first variant in the report's label order (string order)
+    assert rows == ["proxy_nca", "triplet_semihard", "proxy_nca[proxies_per_class=16]"]
