@@ -205,3 +205,23 @@ def test_datasets_command_lists_prepared_caches(textured_root: Path) -> None:
     assert len(listed) == 2  # cub200 train and test, nothing for the other datasets
     assert any("prepared: train, resize 24, 9 images" in line for line in listed)
     assert any("prepared: test, resize 24, 9 images" in line for line in listed)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--dataset", "cub200"], "does not exist"),
+        (["--dataset", "cub200", "--resize", "0"], "--resize must be a positive"),
+        (["--dataset", "cub200", "--num-workers", "-1"], "--num-workers must be >= 0"),
+        (["--dataset", "nosuchset"], "nosuchset"),
+    ],
+)
+def test_cli_prepare_bad_input_is_one_paragraph_and_writes_nothing(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    root = tmp_path / "nowhere" if args == ["--dataset", "cub200"] else textured_cub_tree(tmp_path)
+    result = CliRunner().invoke(cli, ["prepare", *args, "--data-root", str(root), "--no-progress"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert named in message and "Traceback" not in message
+    assert not (root / prep.PREPARED_FOLDER).exists()
