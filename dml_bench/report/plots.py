@@ -75,16 +75,18 @@ def curve_figure(
     xlabel: str,
     ylabel: str,
     title: str,
+    bounds: tuple[float, float] | None = None,
 ) -> Figure:
     """``y`` against ``x`` (``step`` or ``elapsed_s``): one line per ``label``, mean over seeds.
 
-    A shaded band shows the 95% t-interval over seeds where a method has at least two seeds; the
-    legend says how many seeds each line averages (RQ2, RQ3).
+    A shaded band shows the 95% t-interval over seeds where a method has at least two seeds,
+    clipped to ``bounds`` (the range of ``y``); the legend says how many seeds each line
+    averages (RQ2, RQ3).
     """
     many = curves["label"].nunique() > 5  # the legend goes below the axes: make room
     fig, (ax,) = _new_figure(width=8.5 if many else 6.4, height=6.5 if many else 4.2)
     for i, (label, group) in enumerate(curves.groupby("label", sort=False)):
-        summary = mean_curve(group, y=y, x=x)
+        summary = mean_curve(group, y=y, x=x, bounds=bounds)
         n = int(group["run_id"].nunique())
         color = color_for(i)
         ax.plot(summary["x"], summary["mean"], color=color, marker=".", label=f"{label} (n={n})")

@@ -436,6 +436,7 @@ def rq2_convergence(prep: Prepared, target_fraction: float) -> Section:
             xlabel="training step",
             ylabel="Recall@1",
             title=f"RQ2: Recall@1 vs step on {dataset}",
+            bounds=FRACTION,
         )
         section.figures[f"rq2_recall_vs_time_{dataset}"] = plots.curve_figure(
             curves,
@@ -444,6 +445,7 @@ def rq2_convergence(prep: Prepared, target_fraction: float) -> Section:
             xlabel="training time (s)",
             ylabel="Recall@1",
             title=f"RQ2: Recall@1 vs training time on {dataset}",
+            bounds=FRACTION,
         )
         found = []
         for label, group in curves.groupby("label", sort=False):
@@ -579,6 +581,7 @@ def rq3_order(prep: Prepared) -> Section:
             xlabel="training step",
             ylabel="order agreement",
             title=f"RQ3: order agreement on {dataset}",
+            bounds=FRACTION,
         )
         for label, group in diag.groupby("label", sort=False):
             by_run = group.groupby("run_id")["order_agreement"]

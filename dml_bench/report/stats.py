@@ -220,17 +220,22 @@ def compare_seeds(reference: dict[int, float], other: dict[int, float]) -> TestR
     )
 
 
-def mean_curve(curves: pd.DataFrame, y: str, x: str = "step") -> pd.DataFrame:
+def mean_curve(
+    curves: pd.DataFrame,
+    y: str,
+    x: str = "step",
+    bounds: tuple[float, float] | None = None,
+) -> pd.DataFrame:
     """Mean over runs of ``y`` at each evaluated step, with a t-interval band.
 
     ``curves`` holds several runs (one per seed) of one method. Runs are aligned by ``step``
     (every run of a method evaluates at the same steps). For ``x="elapsed_s"`` the x position of
     a step is the mean wall-clock time at which the runs reached it. Columns: ``x``, ``mean``,
-    ``low``, ``high``, ``n``.
+    ``low``, ``high``, ``n``. ``bounds``: the range of ``y``, to which the band is clipped.
     """
     rows = []
     for step, group in curves.groupby("step", sort=True):
-        interval = mean_ci(group[y].to_numpy(dtype=float))
+        interval = mean_ci(group[y].to_numpy(dtype=float), bounds=bounds)
         position = float(step) if x == "step" else float(group[x].astype(float).mean())
         rows.append((position, interval.mean, interval.low, interval.high, interval.n))
     frame = pd.DataFrame(rows, columns=["x", "mean", "low", "high", "n"])

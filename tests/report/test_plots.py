@@ -86,3 +86,17 @@ def test_retrieval_figure_frames_correct_neighbours_green(tmp_path: Path) -> Non
     assert colors == [green, green, red]
     path = plots.save_figure(fig, tmp_path / "q.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curve_band_is_clipped_to_the_bounds_of_its_quantity() -> None:
+    curves = _curves()
+    curves.loc[curves["run_id"] == "proxy_nca0", "recall@1"] = 0.0  # a wide band near 0
+    kwargs = dict(y="recall@1", x="step", xlabel="s", ylabel="r", title="t")
+    free = plots.curve_figure(curves, **kwargs)  # type: ignore[arg-type]
+    clipped = plots.curve_figure(curves, bounds=(0.0, 1.0), **kwargs)  # type: ignore[arg-type]
+
+    def lowest(fig: object) -> float:
+        bands = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]  # type: ignore[attr-defined]
+        return min(float(path.vertices[:, 1].min()) for b in bands for path in b.get_paths())
+
+    assert lowest(free) < 0.0 and lowest(clipped) == 0.0
