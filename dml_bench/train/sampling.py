@@ -46,6 +46,7 @@ class BatchPlan:
     seed: int
     m_per_class: int | None = None
     _cache: dict[int, list[list[int]]] = field(default_factory=dict, repr=False)
+    _per_epoch: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n, classes = len(self.labels), len(set(self.labels))
@@ -68,7 +69,12 @@ class BatchPlan:
 
     @property
     def batches_per_epoch(self) -> int:
-        return len(self._epoch(0))
+        """Every epoch has as many batches (the samplers' lengths are fixed), so this is counted
+        once: asking epoch 0 again at every step would evict the current epoch from the
+        one-epoch cache and rebuild both, 80 ms per step with m-per-class batches."""
+        if self._per_epoch is None:
+            self._per_epoch = len(self._epoch(0))
+        return self._per_epoch
 
     def batch(self, step: int) -> list[int]:
         per_epoch = self.batches_per_epoch

@@ -50,3 +50,20 @@ def test_plan_rejects_impossible_batches() -> None:
         BatchPlan(LABELS[:10], batch_size=16, seed=0)
     with pytest.raises(ConfigError, match="needs 40 classes"):
         BatchPlan(LABELS, batch_size=160, seed=0, m_per_class=4)
+
+
+@pytest.mark.parametrize("m_per_class", [None, 4])
+def test_each_epoch_is_built_once_however_many_batches_are_asked(
+    m_per_class: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking the batches of epoch 1 must not rebuild epoch 0 (and then 1) at every step: with
+    m-per-class batches that cost 80 ms per step after the first epoch."""
+    labels = [i // 6 for i in range(600)]
+    plan = BatchPlan(labels, 24, seed=0, m_per_class=m_per_class)
+    built: list[int] = []
+    make_epoch = plan._make_epoch
+    monkeypatch.setattr(plan, "_make_epoch", lambda epoch: built.append(epoch) or make_epoch(epoch))
+    per = plan.batches_per_epoch
+    for step in range(3 * per):
+        plan.batch(step)
+    assert built == [0, 1, 2]
