@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 
 from dml_bench.errors import UserError
-from dml_bench.store.read import setup_labels
 
 FORMATS = ("markdown", "csv", "json", "latex")
 FORMAT_SUFFIX = {"markdown": "md", "csv": "csv", "json": "json", "latex": "tex"}
@@ -50,10 +49,27 @@ def eval_metrics(columns: Iterable[str]) -> list[str]:
     return recalls + [c for c in _OTHER_METRICS if c in cols]
 
 
+def setup_labels(runs: pd.DataFrame) -> pd.Series:
+    """Per run, ``" {key=value, ...}"`` naming the run options in which runs of the same variant
+    and dataset differ, or ``""`` where they all agree (the usual case: nothing is added)."""
+    labels = pd.Series("", index=runs.index, dtype=object)
+    if runs.empty or "setup" not in runs.columns:
+        return labels
+    for _, group in runs.groupby(["variant", "dataset"]):
+        if group["setup"].nunique() < 2:
+            continue
+        setups = {i: json.loads(text) for i, text in group["setup"].items()}
+        keys = sorted({k for setup in setups.values() for k in setup})
+        differing = [k for k in keys if len({repr(s.get(k)) for s in setups.values()}) > 1]
+        for i, setup in setups.items():
+            labels[i] = " {" + ", ".join(f"{k}={setup.get(k)}" for k in differing) + "}"
+    return labels
+
+
 def with_labels(runs: pd.DataFrame) -> pd.DataFrame:
     """Add ``split_sampler``, ``setup_label`` and ``label``: the variant, plus the run options
     in which its runs differ (``proxy_nca {lr=0.0001}``, see
-    :func:`~dml_bench.store.read.setup_labels`), plus the sampler where rows split by it."""
+    :func:`setup_labels`), plus the sampler where rows split by it."""
     out = runs.copy()
     if out.empty:
         out["split_sampler"] = pd.Series(dtype=bool)
@@ -76,7 +92,7 @@ def sort_key_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort by dataset, then proxy methods first, then variant, run options and sampler."""
     order = frame.assign(_pair=(frame["family"] != "proxy").astype(int))
     keys = ["dataset", "_pair", "method", "variant", "setup_label", "sampler"]
-    order = order.sort_values([k for k in keys if k in order.columns], kind="stable")
+    order = order.sort_values(keys, kind="stable")
     return order.drop(columns="_pair")
 
 

@@ -212,7 +212,7 @@ def run_setup(config: dict[str, Any]) -> dict[str, Any]:
 
     Two runs of one method variant that differ here (another learning rate, evaluation interval,
     dataset parameter, ...) measure different things and must not be averaged together; see
-    :func:`setup_labels`. Execution options (device, workers, paths) are left out: they do not
+    :func:`dml_bench.report.tables.setup_labels`. Execution options (device, workers, paths) are left out: they do not
     change what a run computes.
     """
     from dml_bench.train.config import EXECUTION_FIELDS, run_field_names
@@ -223,23 +223,6 @@ def run_setup(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(dataset_config, dict):
         setup |= {f"dataset.{k}": v for k, v in _flat_config(dataset_config).items()}
     return setup
-
-
-def setup_labels(runs: pd.DataFrame) -> pd.Series:
-    """Per run, ``" {key=value, ...}"`` naming the run options in which runs of the same variant
-    and dataset differ, or ``""`` where they all agree (the usual case: nothing is added)."""
-    labels = pd.Series("", index=runs.index, dtype=object)
-    if runs.empty or "setup" not in runs.columns:
-        return labels
-    for _, group in runs.groupby(["variant", "dataset"]):
-        if group["setup"].nunique() < 2:
-            continue
-        setups = {i: json.loads(text) for i, text in group["setup"].items()}
-        keys = sorted({k for setup in setups.values() for k in setup})
-        differing = [k for k in keys if len({repr(s.get(k)) for s in setups.values()}) > 1]
-        for i, setup in setups.items():
-            labels[i] = " {" + ", ".join(f"{k}={setup.get(k)}" for k in differing) + "}"
-    return labels
 
 
 def _sampler_from(method_config: dict[str, Any]) -> str:
