@@ -17,7 +17,6 @@ Usage:  python benchmarks/checkpoint.py [--steps 40] [--saves 20] [--data-root D
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import tempfile
 import time
@@ -29,7 +28,7 @@ import torch
 
 from dml_bench.store.write import atomic_write_bytes
 from dml_bench.train import ExperimentRequest, plan_runs
-from dml_bench.train.checkpoint import rng_states, save_checkpoint
+from dml_bench.train.checkpoint import checkpoint_bytes, save_checkpoint
 from dml_bench.train.config import RunConfig
 from dml_bench.train.data import load_run_data
 from dml_bench.train.device import device_policy, resolve_device
@@ -101,11 +100,10 @@ def time_saves(state: dict[str, Any], saves: int) -> SaveTimes:
             save_checkpoint(folder, state)
             full.append(time.perf_counter() - start)
             start = time.perf_counter()
-            buffer = io.BytesIO()
-            torch.save({**state, "rng": rng_states()}, buffer)
+            content = checkpoint_bytes(state)
             serialise.append(time.perf_counter() - start)
             start = time.perf_counter()
-            atomic_write_bytes(folder / "copy.pt", buffer.getvalue())
+            atomic_write_bytes(folder / "copy.pt", content)
             write.append(time.perf_counter() - start)
         size = (folder / "checkpoint.pt").stat().st_size
     return SaveTimes(full, serialise, write, size)

@@ -27,6 +27,7 @@ from dml_bench.errors import ConfigError, UserError
 from dml_bench.methods import METHODS
 from dml_bench.store.env import environment_record
 from dml_bench.store.write import RunFolder, claim_run, ensure_writable_dir, read_status
+from dml_bench.train.checkpoint import CHECKPOINT, CheckpointRefusedError, check_checkpoint
 from dml_bench.train.config import RunConfig, preset_values, run_field_names
 from dml_bench.train.data import RunData, load_run_data, resolve_trunk
 from dml_bench.train.device import resolve_device
@@ -183,7 +184,11 @@ def run_experiment(
     """
     ensure_writable_dir(results_dir)
     data_cache: dict[str, RunData] = {}
-    preflight([c for c in configs if rerun or not _finished(results_dir / c.run_id())], data_cache)
+    pending = [c for c in configs if rerun or not _finished(results_dir / c.run_id())]
+    if not rerun:  # --rerun trains in new folders and loads no checkpoint
+        for config in pending:
+            check_checkpoint(results_dir / config.run_id() / CHECKPOINT)
+    preflight(pending, data_cache)
     outcomes: list[RunOutcome] = []
     for config in configs:
         claim = claim_run(results_dir, config.run_id(), rerun=rerun)
@@ -207,6 +212,7 @@ def _train_claimed(
 ) -> RunOutcome:
     """Train one claimed run; a failure is recorded in its folder and returned, not raised."""
     try:
+        check_checkpoint(folder.path / CHECKPOINT)  # planted after the preflight: still refused
         device = resolve_device(config.device)
         data = _cached_data(config, data_cache)
         write_run_records(config, folder, data, device)
@@ -218,6 +224,8 @@ def _train_claimed(
         )
     except KeyboardInterrupt:
         _forget_if_empty(folder.path)
+        raise
+    except CheckpointRefusedError:  # the folder holds a file nobody should load: change nothing
         raise
     except UserError as exc:  # e.g. a corrupt image met while training: fixable, so resumable
         if not _forget_if_empty(folder.path):
