@@ -68,8 +68,10 @@ KEY_QUALIFIERS = frozenset(
 _SECRET_SUFFIXES = ("password", "passwd", "token", "secret")
 
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*"
-_URL_IN_TEXT = re.compile(_SCHEME + r"://[^\s'\"<>`]+")
-_URL_START = re.compile(r"^(" + _SCHEME + r")://")
+# One slash too: a URL that went through pathlib (``Path("s3://u:pw@b/x")`` is ``s3:/u:pw@b/x``)
+# still carries its credentials.
+_URL_IN_TEXT = re.compile(_SCHEME + r":/{1,2}[^\s'\"<>`]+")
+_URL_START = re.compile(r"^(" + _SCHEME + r"):/{1,2}")
 # NAME=value where NAME may carry leading dashes (--token=...); value quoted or up to a separator.
 _ASSIGNMENT = re.compile(
     r"(?<![\w.\-])(-{0,2}[A-Za-z_][\w.\-]*)=('[^']*'|\"[^\"]*\"|[^\s&;,#'\"]*)"

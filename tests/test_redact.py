@@ -47,6 +47,8 @@ URLS = {
     "http://h/api?api_key=hunter2-planted#top": "http://h/api?api_key=***#top",
     # a cluster address without a scheme
     "admin:hunter2-planted@head.lab:6379": "admin:***@head.lab:6379",
+    # a URL that went through pathlib.Path, which keeps one slash
+    "s3:/u:hunter2-planted@bucket/data": "s3:/u:***@bucket/data",
 }
 
 UNCHANGED = [
@@ -58,6 +60,7 @@ UNCHANGED = [
     "auto",
     "127.0.0.1:6379",
     "file:///home/u/mlruns",
+    "file:/home/u/mlruns",
     "https://host:8080/path/@user/repo",  # an @ in the path, not user information
     "https://download.pytorch.org/models/googlenet-1378be20.pth",
     "bob@example.com",
@@ -102,6 +105,7 @@ def test_mask_text_masks_urls_and_keyword_credentials_in_free_text() -> None:
     text = (
         "could not connect to postgresql://u:hunter2-planted@db:5432/x (timeout); "
         "DSN host=db user=u password=hunter2-planted dbname=x; "
+        "CSV file https:/u:hunter2-planted@host/list.csv does not exist; "
         "flag --token=hunter2-planted; quoted secret='hunter2 planted'; "
         'db_password="hunter2-planted"; kept: steps=600 cache_key=abc'
     )
@@ -109,6 +113,7 @@ def test_mask_text_masks_urls_and_keyword_credentials_in_free_text() -> None:
     assert "hunter2" not in masked
     assert "postgresql://u:***@db:5432/x (timeout)" in masked
     assert "host=db user=u password=*** dbname=x" in masked
+    assert "CSV file https:/u:***@host/list.csv does not exist" in masked
     assert "--token=***" in masked and "db_password=***" in masked
     assert "steps=600 cache_key=abc" in masked
     assert mask_text(masked) == masked

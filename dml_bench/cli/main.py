@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from dml_bench.errors import UserError
+from dml_bench.redact import RedactingFormatter, mask_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +38,7 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as exc:
             message = textwrap.fill(
-                str(exc), width=100, break_long_words=False, break_on_hyphens=False
+                mask_text(str(exc)), width=100, break_long_words=False, break_on_hyphens=False
             )
             click.echo(f"Error: {message}", err=True)
             sys.exit(EXIT_USER_ERROR)
@@ -54,7 +55,7 @@ class _TqdmHandler(logging.Handler):
 
 def configure_logging(verbose: bool) -> None:
     handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(RedactingFormatter("%(message)s"))
     root = logging.getLogger("dml_bench")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -69,6 +70,16 @@ def cli() -> None:
     Train methods with one loop and one evaluator (`run`), then turn the recorded runs into
     tables and figures that answer the paper's research questions (`report`).
     """
+
+
+def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
+    """Warn once, on stderr, when others can write into these folders (see store/permissions)."""
+    from dml_bench.store.permissions import shared_write_warning
+
+    warning = shared_write_warning(folders)
+    if warning is not None:
+        message = textwrap.fill(warning, width=100, break_long_words=False, break_on_hyphens=False)
+        click.echo(f"Warning: {message}", err=True)
 
 
 def _csv_list(value: str | None) -> list[str] | None:
@@ -157,6 +168,7 @@ def run(**options: Any) -> None:
         from tqdm import tqdm
 
         progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
+    warn_if_shared([("results folder", options["results_dir"])])
     click.echo(f"{len(configs)} run(s) into {options['results_dir']}", err=True)
     outcomes = _run_or_exit_on_interrupt(
         configs, options["results_dir"], options["rerun"], progress
@@ -192,7 +204,7 @@ def format_outcomes(outcomes: list[Any]) -> str:
         lines.append(
             f"{o.run_id:<52} {o.status:<10} "
             f"{'' if r1 is None else f'{r1:.4f}':>6} {'' if nmi is None else f'{nmi:.4f}':>6}"
-            + (f"  ({o.reason})" if o.reason else "")
+            + (f"  ({mask_text(o.reason)})" if o.reason else "")
         )
     return "\n".join(lines)
 
@@ -337,14 +349,22 @@ def trunks() -> None:
 
 @cli.command()
 @click.option("--data-root", envvar="DML_BENCH_DATA_ROOT", type=click.Path(path_type=Path))
+@click.option(
+    "--results-dir",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Results folder whose permissions are checked too (others must not write into it).",
+)
 @user_errors
-def datasets(data_root: Path | None) -> None:
+def datasets(data_root: Path | None, results_dir: Path) -> None:
     """List the registered datasets, where each looks for its files, and whether it found them."""
     from dml_bench.config import field_names
     from dml_bench.data import DATASETS, default_data_root
     from dml_bench.data.prepared import list_prepared
 
     root = data_root or default_data_root()
+    warn_if_shared([("results folder", results_dir)])
     click.echo(f"data root: {root}")
     for name in DATASETS.names():
         spec = DATASETS.get(name)

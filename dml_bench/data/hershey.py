@@ -27,7 +27,6 @@ import importlib.metadata
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from dml_bench.config import config_hash, to_dict
 from dml_bench.data.base import DataRequest, DatasetConfig, DatasetSpec, Located
 from dml_bench.data.images import check_split, seeded_class_split
 from dml_bench.errors import ConfigError
+from dml_bench.store.write import create_temporary
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def cache_path(root: Path, config: HersheyConfig) -> Path:
 
 def _write_atomically(path: Path, data: HersheyImages) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    handle, tmp_name = create_temporary(path.parent, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez_compressed(

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from dml_bench.errors import UserError
+from dml_bench.redact import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +42,30 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-#: Mode of record files: readable by everyone, like files written with ``open`` under the usual
-#: umask (``mkstemp`` alone would leave them private to their owner).
-RECORD_MODE = 0o644
+#: Mode asked for when a record file is created; the kernel takes the user's umask off it, as it
+#: does for ``open(path, "w")`` (``mkstemp`` alone would make every file private to its owner,
+#: and a fixed ``chmod`` would override a umask that keeps records private).
+CREATE_MODE = 0o666
+
+
+def create_temporary(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new file ``directory/PREFIX<random>SUFFIX`` opened for writing (descriptor, path), with
+    the permissions the user's umask gives new files; never an existing file (``O_EXCL``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, flags, CREATE_MODE), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data`` so that a reader, or a kill at any instant, sees the old or the
     new content, never a mix; the temporary file is removed when writing fails."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temporary(path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, RECORD_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -143,7 +158,9 @@ class RunFolder:
 
     # --- records -------------------------------------------------------------------------------
     def write_json(self, name: str, data: Any) -> None:
-        atomic_write_json(self.path / name, data)
+        """Write a JSON record with every credential in it masked (:mod:`dml_bench.redact`):
+        records travel with the folder, the passwords a run used must not."""
+        atomic_write_json(self.path / name, mask_secrets(data))
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text())
@@ -179,7 +196,7 @@ def read_status(path: Path) -> str | None:
 
 
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, CREATE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -52,11 +52,21 @@ def test_atomic_write_replaces_content_and_leaves_no_temporary(tmp_path: Path) -
     assert _temporaries(tmp_path) == []
 
 
-def test_records_are_readable_by_others(tmp_path: Path) -> None:
-    """mkstemp makes private files; a results directory is meant to be shared and read."""
-    target = tmp_path / "metrics.csv"
-    atomic_write_bytes(target, b"step\n0\n")
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0o027])
+def test_records_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    """Like ``open(path, "w")``: mkstemp alone would make them private, a fixed chmod would
+    override a umask that keeps them private."""
+    previous = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "metrics.csv", b"step\n0\n")
+        claim = claim_run(tmp_path, RUN_ID)
+        assert claim.folder is not None
+        claim.folder.release()
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "metrics.csv", tmp_path / RUN_ID / "lock"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert stat.S_IMODE((tmp_path / RUN_ID).stat().st_mode) == 0o777 & ~umask
 
 
 def test_a_writer_failing_at_the_rename_keeps_the_old_file(
