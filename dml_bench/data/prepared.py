@@ -103,7 +103,7 @@ class PreparedImages:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        with np.load(self.folder / INDEX) as index:
+        with np.load(self.folder / INDEX, allow_pickle=False) as index:
             self.offsets = index["offsets"]
             self.heights = index["heights"]
             self.widths = index["widths"]

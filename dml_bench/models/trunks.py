@@ -8,9 +8,12 @@ with batch norm, torchvision's closest model to the paper's BN-Inception, Sec. 5
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -84,32 +87,46 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return new
 
 
-def _pretrained_weights(enum: object, name: str) -> object:
-    """The DEFAULT ImageNet weights; a download failure becomes a clear user error."""
-    return enum.DEFAULT  # type: ignore[attr-defined]
+def imagenet_state_dict(weights: Any, name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet state dict of ``weights`` (a torchvision ``WeightsEnum`` member), downloaded
+    into torch's hub cache on first use and loaded with ``weights_only=True``.
 
-
-def _load_torchvision(
-    factory: Callable[..., nn.Module], weights: object, name: str, **kw: object
-) -> nn.Module:
+    torchvision's own loading unpickles the cached file with ``weights_only=False``, and checks
+    its hash only when it downloads it: a file planted in ``~/.cache/torch/hub/checkpoints`` would
+    run its code. Here a file that needs more than tensors is refused instead.
+    """
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlsplit(weights.url).path).name
     try:
-        return factory(weights=weights, **kw)
+        state: dict[str, torch.Tensor] = weights.get_state_dict(
+            progress=True, check_hash=True, weights_only=True
+        )
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"The ImageNet weights of trunk {name!r} in {path} were not loaded: the file needs "
+            f"more than tensors to load ({str(exc).splitlines()[0]}), and unpickling it could run "
+            "code that came with it. torchvision's weights hold tensors only; delete the file so "
+            "that it is downloaded again, or train from scratch with --no-pretrained."
+        ) from None
     except (OSError, RuntimeError) as exc:
-        if weights is None:
-            raise
         raise UserError(
             f"Could not load the ImageNet weights of trunk {name!r} ({type(exc).__name__}: {exc}). "
             "torchvision downloads them into ~/.cache/torch on first use, which needs internet; "
             "download them once on a connected machine, or train from scratch with --no-pretrained."
         ) from None
+    return state
 
 
 def build_googlenet(in_channels: int, pretrained: bool) -> tuple[nn.Module, int]:
     from torchvision.models import GoogLeNet_Weights, googlenet
 
-    weights = GoogLeNet_Weights.IMAGENET1K_V1 if pretrained else None
-    kw: dict[str, object] = {"aux_logits": False, "init_weights": True} if not pretrained else {}
-    model: Any = _load_torchvision(googlenet, weights, "googlenet", **kw)
+    if pretrained:
+        # The layout torchvision builds for these weights: auxiliary heads present to load them,
+        # dropped after (what ``googlenet(weights=...)`` does with aux_logits left at False).
+        model: Any = googlenet(weights=None, aux_logits=True, init_weights=False)
+        model.load_state_dict(imagenet_state_dict(GoogLeNet_Weights.IMAGENET1K_V1, "googlenet"))
+        model.aux_logits, model.aux1, model.aux2 = False, None, None
+    else:
+        model = googlenet(weights=None, aux_logits=False, init_weights=True)
     model.transform_input = False  # normalisation is done by the data transforms
     model.conv1.conv = _adapt_first_conv(model.conv1.conv, in_channels)
     model.fc = nn.Identity()
@@ -120,8 +137,9 @@ def build_googlenet(in_channels: int, pretrained: bool) -> tuple[nn.Module, int]
 def build_resnet50(in_channels: int, pretrained: bool) -> tuple[nn.Module, int]:
     from torchvision.models import ResNet50_Weights, resnet50
 
-    weights = ResNet50_Weights.IMAGENET1K_V2 if pretrained else None
-    model: Any = _load_torchvision(resnet50, weights, "resnet50")
+    model: Any = resnet50(weights=None)
+    if pretrained:
+        model.load_state_dict(imagenet_state_dict(ResNet50_Weights.IMAGENET1K_V2, "resnet50"))
     model.conv1 = _adapt_first_conv(model.conv1, in_channels)
     model.fc = nn.Identity()
     return model, 2048
