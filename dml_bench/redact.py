@@ -92,7 +92,7 @@ def is_secret_key(name: str) -> bool:
     last = words[-1]
     if last in SECRET_WORDS or last.endswith(_SECRET_SUFFIXES):
         return True
-    return last == "key" and (len(words) == 1 or words[-2] in KEY_QUALIFIERS)
+    return last == "key" and len(words) > 1 and words[-2] in KEY_QUALIFIERS
 
 
 def mask_url(url: str) -> str:
@@ -111,9 +111,9 @@ def mask_url(url: str) -> str:
     start = match.end() if match else 0
     at = _userinfo_end(url, start, has_scheme=match is not None)
     if at is None:
-        return url[:start] + _mask_assignments(url[start:])
+        return url[:start] + _mask_assignments(url[start:], query=True)
     userinfo = _mask_userinfo(url[start:at], scheme)
-    return url[:start] + userinfo + "@" + _mask_assignments(url[at + 1 :])
+    return url[:start] + userinfo + "@" + _mask_assignments(url[at + 1 :], query=True)
 
 
 def _userinfo_end(url: str, start: int, has_scheme: bool) -> int | None:
@@ -150,10 +150,14 @@ def _mask_userinfo(userinfo: str, scheme: str) -> str:
     return userinfo
 
 
-def _mask_assignments(text: str) -> str:
+def _mask_assignments(text: str, query: bool = False) -> str:
+    """``NAME=value`` credentials masked; in a URL's query a bare ``key`` is one too (API keys:
+    ``?key=...``), in free text it is not (``KEY=VALUE`` in a usage message)."""
+
     def replace(match: re.Match[str]) -> str:
         name, value = match.group(1), match.group(2)
-        if not value or not is_secret_key(name):
+        secret = is_secret_key(name) or (query and name.lower() == "key")
+        if not value or not secret:
             return match.group(0)
         return f"{name}={MASK}"
 

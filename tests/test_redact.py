@@ -45,6 +45,7 @@ URLS = {
     ),
     "ray://head:10001?token=hunter2-planted": "ray://head:10001?token=***",
     "http://h/api?api_key=hunter2-planted#top": "http://h/api?api_key=***#top",
+    "https://maps.example/v1?key=hunter2-planted&q=x": "https://maps.example/v1?key=***&q=x",
     # a cluster address without a scheme
     "admin:hunter2-planted@head.lab:6379": "admin:***@head.lab:6379",
     # a URL that went through pathlib.Path, which keeps one slash
@@ -107,7 +108,7 @@ def test_mask_text_masks_urls_and_keyword_credentials_in_free_text() -> None:
         "DSN host=db user=u password=hunter2-planted dbname=x; "
         "CSV file https:/u:hunter2-planted@host/list.csv does not exist; "
         "flag --token=hunter2-planted; quoted secret='hunter2 planted'; "
-        'db_password="hunter2-planted"; kept: steps=600 cache_key=abc'
+        'db_password="hunter2-planted"; kept: steps=600 cache_key=abc KEY=VALUE'
     )
     masked = mask_text(text)
     assert "hunter2" not in masked
@@ -115,7 +116,7 @@ def test_mask_text_masks_urls_and_keyword_credentials_in_free_text() -> None:
     assert "host=db user=u password=*** dbname=x" in masked
     assert "CSV file https:/u:***@host/list.csv does not exist" in masked
     assert "--token=***" in masked and "db_password=***" in masked
-    assert "steps=600 cache_key=abc" in masked
+    assert "steps=600 cache_key=abc KEY=VALUE" in masked
     assert mask_text(masked) == masked
 
 
@@ -135,7 +136,6 @@ def test_mask_text_masks_urls_and_keyword_credentials_in_free_text() -> None:
         "apikey",
         "aws_secret_access_key",
         "client_secret",
-        "key",
         "--token",
         "MLFLOW_TRACKING_TOKEN",
         "credentials",
@@ -147,7 +147,18 @@ def test_names_of_credentials(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["token_count", "cache_key", "sort_key", "bypass_cache", "passes", "steps", "data_root", ""],
+    [
+        "token_count",
+        "cache_key",
+        "sort_key",
+        "key",  # a bare key is a credential only in a URL's query (below)
+        "KEY",
+        "bypass_cache",
+        "passes",
+        "steps",
+        "data_root",
+        "",
+    ],
 )
 def test_names_that_only_mention_a_word_are_not_credentials(name: str) -> None:
     assert not is_secret_key(name)
