@@ -26,22 +26,13 @@ from typing import Any
 
 import torch
 
-from dml_bench.store.write import atomic_write_bytes
+from dml_bench.store.write import RunFolder, atomic_write_bytes
 from dml_bench.train import ExperimentRequest, plan_runs
 from dml_bench.train.checkpoint import checkpoint_bytes, save_checkpoint
 from dml_bench.train.config import RunConfig
 from dml_bench.train.data import load_run_data
-from dml_bench.train.device import device_policy, resolve_device
-from dml_bench.train.loop import (
-    RunState,
-    batches,
-    build_optimizer,
-    build_run_method,
-    prepare_model,
-    seed_everything,
-    train_step,
-)
-from dml_bench.train.sampling import BatchPlan
+from dml_bench.train.device import resolve_device
+from dml_bench.train.loop import RunState, batches, build_context, seed_everything, train_step
 
 GOAL_AMORTISED = 0.01  # a checkpoint may cost at most 1% of the training between two of them
 
@@ -53,29 +44,25 @@ def train_and_time(
     times (seconds, synchronised on CUDA so a step's time is its own)."""
     seed_everything(config.seed)
     data = load_run_data(config)
-    model = prepare_model(config, data, device)
-    method = build_run_method(config, data, device)
-    optimizer = build_optimizer(model, method, config)
-    policy = device_policy(device, config.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=policy.grad_scaler)
-    plan = BatchPlan(data.train.labels, config.batch_size, config.seed, None)
-    model.train()
+    unused = RunFolder(Path("not-written"), resumed=False)  # the steps write no records
+    ctx = build_context(config, data, unused, device)
+    ctx.model.train()
     times: list[float] = []
-    loader = batches(data, plan, config, 0, device)
+    loader = batches(data, ctx.plan, config, 0, device)
     for step, (images, labels) in enumerate(loader):
         if step == warmup + steps:
             break
         start = time.perf_counter()
-        loss = train_step(model, method, optimizer, scaler, images, labels, device, policy)
+        loss = train_step(ctx, images, labels)
         loss.item()  # the host sync the loop makes every few steps; here every step
         if step >= warmup:
             times.append(time.perf_counter() - start)
     rows = [{"step": s, "recall@1": 0.5, "nmi": 0.5} for s in range(0, config.steps + 1, 200)]
     state = {
-        "model": model.state_dict(),
-        "loss": method.loss.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
+        "model": ctx.model.state_dict(),
+        "loss": ctx.method.loss.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "scaler": ctx.scaler.state_dict(),
         "state": RunState(step=warmup + steps, rows=rows).checkpoint_fields(),
     }
     return state, times

@@ -18,12 +18,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 
 from dml_bench.data import DATASETS
 from dml_bench.errors import PluginError

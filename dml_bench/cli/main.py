@@ -82,13 +82,6 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
         click.echo(f"Warning: {message}", err=True)
 
 
-def _csv_list(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    return items
-
-
 @cli.command()
 @click.option("--methods", help="Comma-separated methods (default: the five built-in methods).")
 @click.option("--dataset", help="Dataset name, or folder:PATH / csv:FILE (default: hershey).")
@@ -245,7 +238,7 @@ def prepare(
     """
     from dml_bench.data import DATASETS, default_data_root
     from dml_bench.data.prepared import prepare_splits
-    from dml_bench.train.experiment import split_dataset_name
+    from dml_bench.train.plan import split_dataset_name
 
     configure_logging(False)
     if num_workers < 0:

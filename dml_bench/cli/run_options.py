@@ -5,11 +5,10 @@ Precedence, lowest first: RunConfig defaults, the preset, the TOML config file, 
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from dml_bench.errors import ConfigError, UserError
 
@@ -122,6 +121,7 @@ def request_from_options(options: Mapping[str, Any]) -> Any:
         else:
             METHODS.get(scope)
             method_params.setdefault(scope, {})[name] = values
+    check_flag_use(run_params, method_params, method_names)
     return ExperimentRequest(
         methods=tuple(method_names),
         dataset=str(dataset),
@@ -131,6 +131,44 @@ def request_from_options(options: Mapping[str, Any]) -> Any:
         dataset_params=dataset_params,
         preset=preset,
     )
+
+
+#: The flag (and [run] key) that sets each request field.
+REQUEST_FLAGS = {
+    "methods": "--methods",
+    "dataset": "--dataset",
+    "seeds": "--seeds",
+    "preset": "--preset",
+}
+
+
+def check_flag_use(
+    run_params: Mapping[str, Any],
+    method_params: Mapping[str, Any],
+    method_names: list[str],
+) -> None:
+    """Name the flag to use when a value came in the wrong way: a request field given as a run
+    option (``--set seed=3``), a field dml-bench fills in, or parameters of a method not run."""
+    from dml_bench.train.plan import NOT_SETTABLE, OWN_FIELD
+
+    for key in sorted(run_params):
+        if key in OWN_FIELD:
+            own = OWN_FIELD[key]
+            raise ConfigError(
+                f"{key!r} cannot be set as a run option (--set {key}=...); use {REQUEST_FLAGS[own]} "
+                f"on the command line or `{own} = ...` in the [run] table of --config."
+            )
+        if key in NOT_SETTABLE:
+            raise ConfigError(
+                f"{key!r} is filled in by dml-bench and cannot be set. Set method parameters with "
+                "--set METHOD.FIELD=v and dataset parameters with --set dataset.FIELD=v."
+            )
+    unknown = sorted(set(method_params) - set(method_names))
+    if unknown:
+        raise ConfigError(
+            f"--set names method {unknown[0]!r}, which is not among the methods of this run "
+            f"({', '.join(method_names)}). Add it to --methods or fix the name."
+        )
 
 
 def _flag_or_file(

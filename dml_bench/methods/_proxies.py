@@ -133,12 +133,29 @@ class ProxyNCABase(BaseMetricLossFunction):
         label_smoothing: float,
     ) -> None:
         super().__init__(distance=LpDistance(normalize_embeddings=True, p=2, power=2))
-        # Random init seeded by the global torch RNG, which the training loop seeds; std 1 per
-        # coordinate as PML (only the direction matters: proxies are normalised before use).
-        self.proxies = nn.Parameter(torch.randn(num_proxies, embedding_size))
+        self.proxies = nn.Parameter(torch.empty(num_proxies, embedding_size))
+        #: where this loss's random draws come from (``None``: the global torch RNG)
+        self.generator: torch.Generator | None = None
+        self.reset_parameters()
         self.scale = float(scale)
         self.denominator: Denominator = denominator
         self.label_smoothing = float(label_smoothing)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the proxies at random, std 1 per coordinate as PML (only the direction matters:
+        proxies are normalised before use), from ``generator`` (a CPU generator; the training
+        loop hands in one seeded by the run's seed), which later draws of this loss use too."""
+        self.generator = generator
+        noise = torch.randn(self.proxies.shape, generator=generator, device=_device_of(generator))
+        self.proxies.copy_(noise.to(self.proxies.device))
+
+    def noise_like_proxies(self) -> torch.Tensor:
+        """Standard normal noise of the proxies' shape, from this loss's generator."""
+        noise = torch.randn(
+            self.proxies.shape, generator=self.generator, device=_device_of(self.generator)
+        )
+        return noise.to(self.proxies.device)
 
     def normalized_proxies(self) -> torch.Tensor:
         return F.normalize(self.proxies, p=2, dim=1)
@@ -158,3 +175,7 @@ class ProxyNCABase(BaseMetricLossFunction):
             f"scale={self.scale}, denominator={self.denominator!r}, "
             f"label_smoothing={self.label_smoothing}"
         )
+
+
+def _device_of(generator: torch.Generator | None) -> torch.device:
+    return torch.device("cpu") if generator is None else generator.device

@@ -93,6 +93,15 @@ class ProxyLoss(Protocol):
     def normalized_proxies(self) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class RandomInit(Protocol):
+    """A loss whose parameters start at random (e.g. proxies). :func:`build_method`, given the
+    run's generator, calls ``reset_parameters(generator)`` right after ``build_loss``, so the draw
+    is a function of the run's seed, not of what drew from the global RNG before."""
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None: ...
+
+
 LossBuilder = Callable[[int, int, Any], nn.Module]
 MinerBuilder = Callable[[Any], nn.Module]
 
@@ -203,12 +212,20 @@ class Method:
 
 
 def build_method(
-    spec: MethodSpec[Any], config: MethodConfig, num_classes: int, embedding_size: int
+    spec: MethodSpec[Any],
+    config: MethodConfig,
+    num_classes: int,
+    embedding_size: int,
+    generator: torch.Generator | None = None,
 ) -> Method:
+    """Build the spec's loss and miner; a loss that implements :class:`RandomInit` draws its
+    parameters from ``generator`` (the global RNG when ``None``)."""
     loss = spec.build_loss(num_classes, embedding_size, config)
     if not isinstance(loss, nn.Module):
         raise PluginError(
             f"Method {spec.name!r}: build_loss returned {type(loss).__name__}, not a torch.nn.Module."
         )
+    if generator is not None and isinstance(loss, RandomInit):
+        loss.reset_parameters(generator)
     miner = spec.build_miner(config) if spec.build_miner is not None else None
     return Method(spec=spec, config=config, loss=loss, miner=miner)

@@ -141,8 +141,7 @@ class DynamicProxyNCALoss(ProxyNCABase):
         """Draw the proxies from a per-dimension Gaussian fitted to ``embeddings`` (normalised)."""
         normalized = F.normalize(embeddings.detach().float(), dim=1)
         mean, std = normalized.mean(dim=0), normalized.std(dim=0).clamp_min(1e-3)
-        noise = torch.randn(self.proxies.shape, device=self.proxies.device)
-        self.proxies.copy_(mean + std * noise)
+        self.proxies.copy_(mean + std * self.noise_like_proxies())
         self.initialised.fill_(True)
 
     @torch.no_grad()

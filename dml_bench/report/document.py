@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -109,7 +109,7 @@ def render_document(
 ) -> str:
     """report.md: runs used, the main table, one section per research question, skipped runs."""
     runs = run_table.runs
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "# dml-bench report",
         f"Generated {stamp} from `{run_table.results_dir}`: {len(runs)} completed runs "

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from dml_bench.store.records import SCHEMA_VERSION
+
 PACKAGES = (
     "dml-bench",
     "torch",
@@ -71,7 +73,9 @@ def environment_record(
     method_origin: dict[str, str],
     dataset_origin: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``env.json``: what software and hardware produced a run (``results/README.md``)."""
     return {
+        "schema": SCHEMA_VERSION,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),

@@ -19,17 +19,37 @@ import numpy as np
 import pandas as pd
 
 from dml_bench.errors import UserError
+from dml_bench.store.records import (
+    BOOKKEEPING_COLUMNS,
+    CONFIG_FILE,
+    METRICS_FILE,
+    REQUIRED_FILES,
+    RETRIEVALS_FILE,
+    STATUS_FILE,
+    SUMMARY_FILE,
+    RecordError,
+    RunRecord,
+    StatusRecord,
+    SummaryRecord,
+    flat_config,
+)
 
 logger = logging.getLogger(__name__)
 
 #: The folder ``dml-bench report`` writes inside a results directory; it is not a run.
 REPORT_FOLDER = "report"
 
-#: metrics.csv columns that describe the row rather than measure the embedding.
-BOOKKEEPING_COLUMNS = ("step", "epoch", "elapsed_s", "eval_s", "train_loss")
-
-#: Files a finished run must have for a report to use it.
-REQUIRED_FILES = ("config.json", "status.json", "metrics.csv", "summary.json")
+__all__ = [
+    "BOOKKEEPING_COLUMNS",
+    "KEY_COLUMNS",
+    "REQUIRED_FILES",
+    "ResultsNotFoundError",
+    "RunTable",
+    "UnreadableRunError",
+    "load_runs",
+    "read_retrievals",
+    "read_run",
+]
 
 #: Columns of :attr:`RunTable.runs` that identify a run (before ``cfg.*`` and the metrics).
 KEY_COLUMNS = ("run_id", "method", "variant", "dataset", "seed", "status", "sampler", "family")
@@ -48,8 +68,10 @@ class RunTable:
     """Every usable run of a results directory, plus the runs that were left out.
 
     ``runs``: one row per run: :data:`KEY_COLUMNS`, ``steps``, ``train_seconds``, ``best_step``,
-    the method config flattened as ``cfg.<field>``, and the final metrics (the last row of the
-    run's metrics.csv). ``curves``: one row per evaluation of every run, with the run's key
+    ``schema`` (the record's version), ``setup`` (JSON of the result-relevant run options, see
+    :class:`~dml_bench.store.records.RunRecord`), ``swept`` (JSON of the method fields the user set
+    and their values, ``{}`` for a method's defaults), the method config flattened as
+    ``cfg.<field>``, and the final metrics (the last row of the run's metrics.csv). ``curves``: one row per evaluation of every run, with the run's key
     columns repeated so curves can be grouped without a join. ``skipped``: (run folder name,
     reason) for every folder left out.
     """
@@ -120,26 +142,33 @@ def _run_folders(results_dir: Path) -> list[Path]:
 def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run's table row and its curve; raise :class:`UnreadableRunError` with the reason."""
     missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
-    status = _read_json(run_dir / "status.json") if "status.json" not in missing else {}
-    state = status.get("status")
-    if state is not None and state != "completed":
-        reason = f"status {state}"
-        if status.get("reason"):
-            reason += f" ({status['reason']})"
-        raise UnreadableRunError(reason)
-    if missing:
-        raise UnreadableRunError(f"missing {', '.join(missing)}")
-    config = _read_json(run_dir / "config.json")
-    summary = _read_json(run_dir / "summary.json")
-    keys = _run_keys(run_dir.name, config)
-    curve = _read_metrics(run_dir / "metrics.csv")
+    try:
+        if STATUS_FILE not in missing:
+            status = StatusRecord.from_json(_read_json(run_dir / STATUS_FILE))
+            if status.status != "completed":
+                reason = f"status {status.status}"
+                if status.reason:
+                    reason += f" ({status.reason})"
+                raise UnreadableRunError(reason)
+        if missing:
+            raise UnreadableRunError(f"missing {', '.join(missing)}")
+        record = RunRecord.from_json(_read_json(run_dir / CONFIG_FILE), run_dir.name)
+        train_seconds, best_step = SummaryRecord.times(_read_json(run_dir / SUMMARY_FILE))
+    except RecordError as exc:
+        raise UnreadableRunError(str(exc)) from None
+    curve = _read_metrics(run_dir / METRICS_FILE)
     final = curve.iloc[-1]
+    keys = _run_keys(record)
     row: dict[str, Any] = {**keys, "status": "completed"}
     row["steps"] = int(final["step"])
-    row["train_seconds"] = _as_float(summary.get("train_seconds", final.get("elapsed_s")))
-    row["best_step"] = _as_float(summary.get("best_step"))
-    row["setup"] = json.dumps(run_setup(config), sort_keys=True, default=str)
-    for name, value in _flat_config(config.get("method_config", {})).items():
+    row["train_seconds"] = _as_float(
+        train_seconds if train_seconds is not None else final.get("elapsed_s")
+    )
+    row["best_step"] = _as_float(best_step)
+    row["schema"] = record.schema
+    row["setup"] = json.dumps(record.setup, sort_keys=True, default=str)
+    row["swept"] = json.dumps(record.swept, sort_keys=True, default=str)
+    for name, value in flat_config(record.method_config).items():
         row[f"cfg.{name}"] = value
     for column in curve.columns:
         if column not in BOOKKEEPING_COLUMNS:
@@ -152,7 +181,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
 
 def read_retrievals(run_dir: Path) -> dict[str, np.ndarray] | None:
     """The qualitative retrievals of a run, or ``None`` when absent or unreadable."""
-    path = Path(run_dir) / "retrievals.npz"
+    path = Path(run_dir) / RETRIEVALS_FILE
     expected = ("query_images", "neighbor_images", "query_labels", "neighbor_labels")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -176,80 +205,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _run_keys(folder: str, config: dict[str, Any]) -> dict[str, Any]:
-    for required in ("method", "dataset", "seed"):
-        if required not in config:
-            raise UnreadableRunError(f"config.json lacks {required!r}")
-    method = str(config["method"])
-    method_config = config.get("method_config") or {}
-    if not isinstance(method_config, dict):
-        raise UnreadableRunError("config.json: method_config is not an object")
-    try:
-        seed = int(config["seed"])
-    except (TypeError, ValueError):
-        raise UnreadableRunError(
-            f"config.json: seed {config['seed']!r} is not an integer"
-        ) from None
+def _run_keys(record: RunRecord) -> dict[str, Any]:
     return {
-        "run_id": str(config.get("run_id", folder)),
-        "method": method,
-        "variant": str(config.get("variant") or method),
-        "dataset": str(config["dataset"]),
-        "seed": seed,
-        "sampler": str(config.get("sampler") or _sampler_from(method_config)),
-        "family": _family(method, config, method_config),
+        "run_id": record.run_id,
+        "method": record.method,
+        "variant": record.variant,
+        "dataset": record.dataset,
+        "seed": record.seed,
+        "sampler": record.sampler,
+        "family": record.family,
     }
-
-
-#: config.json keys that are not run options compared across runs of one variant: the run's
-#: identity (method, dataset, seed), the method's own config (already in the variant's name) and
-#: labels.
-_NOT_SETUP = frozenset({"method", "dataset", "seed", "method_config", "dataset_config"})
-
-
-def run_setup(config: dict[str, Any]) -> dict[str, Any]:
-    """The run options and dataset parameters of a run that can change its result.
-
-    Two runs of one method variant that differ here (another learning rate, evaluation interval,
-    dataset parameter, ...) measure different things and must not be averaged together; see
-    :func:`dml_bench.report.tables.setup_labels`. Execution options (device, workers, paths) are left out: they do not
-    change what a run computes.
-    """
-    from dml_bench.train.config import EXECUTION_FIELDS, run_field_names
-
-    fields = set(run_field_names()) - EXECUTION_FIELDS - _NOT_SETUP
-    setup = {k: config[k] for k in sorted(fields) if k in config}
-    dataset_config = config.get("dataset_config") or {}
-    if isinstance(dataset_config, dict):
-        setup |= {f"dataset.{k}": v for k, v in _flat_config(dataset_config).items()}
-    return setup
-
-
-def _sampler_from(method_config: dict[str, Any]) -> str:
-    m = method_config.get("m_per_class")
-    return "random" if m is None else f"m_per_class:{m}"
-
-
-def _family(method: str, config: dict[str, Any], method_config: dict[str, Any]) -> str:
-    """``proxy`` or ``pair``: recorded if the run says so, else inferred from the method name."""
-    for source in (config, method_config):
-        value = source.get("family")
-        if value in ("proxy", "pair"):
-            return str(value)
-    return "proxy" if method.startswith("proxy") else "pair"
-
-
-def _flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flat_config(value, prefix=f"{name}."))
-        elif isinstance(value, list):
-            flat[name] = ",".join(map(str, value))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:

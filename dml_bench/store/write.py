@@ -19,18 +19,25 @@ import logging
 import os
 import secrets
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from dml_bench.errors import UserError
 from dml_bench.redact import mask_secrets
+from dml_bench.store.records import (
+    METRICS_FILE,
+    STATUS_FILE,
+    RecordError,
+    Status,
+    StatusRecord,
+)
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["running", "completed", "interrupted", "failed"]
+#: Re-exported for writers: the states a run goes through (``dml_bench.store.records``).
+__all__ = ["Status"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -162,37 +169,28 @@ class RunFolder:
         records travel with the folder, the passwords a run used must not."""
         atomic_write_json(self.path / name, mask_secrets(data))
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text())
-
     def write_status(self, status: Status, step: int, reason: str | None = None) -> None:
-        self.write_json(
-            "status.json",
-            {
-                "status": status,
-                "step": step,
-                "reason": reason,
-                "updated": _now(),
-                "pid": os.getpid(),
-            },
-        )
+        self.write_json(STATUS_FILE, StatusRecord.now(status, step, reason).to_json())
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        atomic_write_text(self.path / "metrics.csv", rows_to_csv(rows))
+        atomic_write_text(self.path / METRICS_FILE, rows_to_csv(rows))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         atomic_write_bytes(self.path / name, data)
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+def read_status_record(path: Path) -> StatusRecord | None:
+    """The status of the run folder ``path``, or ``None`` when it has no readable one."""
+    try:
+        data = json.loads((path / STATUS_FILE).read_text())
+        return StatusRecord.from_json(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, RecordError):
+        return None
 
 
 def read_status(path: Path) -> str | None:
-    try:
-        return str(json.loads((path / "status.json").read_text())["status"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    record = read_status_record(path)
+    return None if record is None else record.status
 
 
 def _try_lock(path: Path) -> int | None:

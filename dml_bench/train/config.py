@@ -27,9 +27,9 @@ EXECUTION_FIELDS = frozenset(
         "prepared",  # a prepared cache gives the very same pixels (dml_bench.data.prepared)
         "checkpoint_every",
         "eval_batch_size",
-        "progress",
         # labels, not values: a sweep's default point is the same run as the plain method
         "variant",
+        "swept_fields",
         "preset",
         "notes",
     }
@@ -50,6 +50,8 @@ class RunConfig:
     method_config: Any = None
     dataset_config: Any = None
     variant: str = ""
+    #: the method fields the request set (the variant's label is made from them), sorted
+    swept_fields: tuple[str, ...] = ()
     # model
     trunk: str = "auto"
     pretrained: bool = True
@@ -183,3 +185,21 @@ def preset_values(name: str) -> dict[str, Any]:
 
 def run_field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+#: Fields that say which run this is rather than how it ran: the identity, the method's and the
+#: dataset's own configs.
+IDENTITY_FIELDS = frozenset({"method", "dataset", "seed", "method_config", "dataset_config"})
+
+
+def setup_field_names() -> list[str]:
+    """The run options that can change what a run computes (its ``setup`` in config.json)."""
+    return sorted(set(run_field_names()) - EXECUTION_FIELDS - IDENTITY_FIELDS)
+
+
+def changed_options(config: RunConfig) -> dict[str, Any]:
+    """The run options (execution options included) whose value differs from the default."""
+    default = RunConfig()
+    skip = IDENTITY_FIELDS | {"variant", "swept_fields", "preset", "notes"}
+    values, defaults = to_dict(config), to_dict(default)
+    return {k: values[k] for k in run_field_names() if k not in skip and values[k] != defaults[k]}

@@ -25,6 +25,7 @@ from torch import nn
 from dml_bench.errors import RunFailedError
 from dml_bench.methods import METHODS, Method, build_method
 from dml_bench.models import Embedder, build_embedder
+from dml_bench.store.records import RETRIEVALS_FILE
 from dml_bench.store.write import RunFolder
 from dml_bench.train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
 from dml_bench.train.config import RunConfig
@@ -35,7 +36,7 @@ from dml_bench.train.data import (
     diagnostic_indices,
     resolve_trunk,
 )
-from dml_bench.train.device import autocast, device_policy, to_device
+from dml_bench.train.device import DevicePolicy, autocast, device_policy, to_device
 from dml_bench.train.evaluation import (
     EmbeddingProgress,
     compute_diagnostics,
@@ -44,7 +45,9 @@ from dml_bench.train.evaluation import (
     retrieval_examples,
 )
 from dml_bench.train.interrupt import StopFlag, stop_requests
+from dml_bench.train.recording import write_summary
 from dml_bench.train.sampling import BatchPlan, StepBatchSampler
+from dml_bench.train.seeding import run_generator, seed_everything, seeded_global_rng
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +118,6 @@ class RunResult:
     reason: str | None = None
 
 
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def build_optimizer(model: nn.Module, method: Method, config: RunConfig) -> torch.optim.Optimizer:
     """One optimiser, two parameter groups: the network, and the loss's own parameters (proxies)
     at ``method_config.loss_lr`` (PAPER.md: proxies need their own, larger learning rate)."""
@@ -160,13 +155,15 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, config: RunConfig, epoc
 
 
 def prepare_model(config: RunConfig, data: RunData, device: torch.device) -> Embedder:
-    model = build_embedder(
-        resolve_trunk(config, data.spec),
-        data.spec.channels,
-        config.embedding_size,
-        pretrained=config.pretrained,
-        freeze_bn=config.freeze_bn,
-    )
+    """The network, initialised from the run's seed (on the CPU, so the same on every device)."""
+    with seeded_global_rng(config.seed):
+        model = build_embedder(
+            resolve_trunk(config, data.spec),
+            data.spec.channels,
+            config.embedding_size,
+            pretrained=config.pretrained,
+            freeze_bn=config.freeze_bn,
+        )
     policy = device_policy(device, config.amp)
     model = model.to(device)
     if policy.channels_last:
@@ -175,8 +172,17 @@ def prepare_model(config: RunConfig, data: RunData, device: torch.device) -> Emb
 
 
 def build_run_method(config: RunConfig, data: RunData, device: torch.device) -> Method:
+    """The method, its random parameters (proxies) drawn from the run's ``"proxies"`` generator;
+    any draw a loss makes from the global RNG while it is built is isolated as well."""
     spec = METHODS.get(config.method)
-    method = build_method(spec, config.method_config, data.num_train_classes, config.embedding_size)
+    with seeded_global_rng(config.seed):
+        method = build_method(
+            spec,
+            config.method_config,
+            data.num_train_classes,
+            config.embedding_size,
+            generator=run_generator(config.seed, "proxies"),
+        )
     method.loss.to(device)
     if method.miner is not None:
         method.miner.to(device)
@@ -212,7 +218,7 @@ def train_run(
     as interrupted, then KeyboardInterrupt propagates. A second Ctrl-C stops at once.
     """
     seed_everything(config.seed)
-    trainer = _Trainer(config, data, folder, device, progress or _NoProgress)
+    trainer = _Trainer(build_context(config, data, folder, device, progress or _NoProgress))
     with stop_requests() as stop:
         try:
             trainer.run(stop)
@@ -224,70 +230,110 @@ def train_run(
             return RunResult(folder.run_id, "failed", trainer.state.rows, str(exc))
         finally:
             trainer.bar.close()
-    trainer.finish()
+    finish_run(trainer.ctx)
     return RunResult(folder.run_id, "completed", trainer.state.rows)
 
 
-class _Trainer:
-    """The state of one run while it trains: network, method, optimiser, counters."""
+@dataclass
+class RunContext:
+    """One run while it trains: what it was given, what was built for it, and its counters.
 
-    def __init__(
-        self,
-        config: RunConfig,
-        data: RunData,
-        folder: RunFolder,
-        device: torch.device,
-        progress: ProgressFactory,
-    ) -> None:
-        self.config, self.data, self.folder, self.device = config, data, folder, device
-        self.progress = progress
-        self.model = prepare_model(config, data, device)
-        self.method = build_run_method(config, data, device)
-        self.optimizer = build_optimizer(self.model, self.method, config)
-        self.policy = device_policy(device, config.amp)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.policy.grad_scaler)
-        self.needs = self.method.batch_needs
-        self.plan = BatchPlan(
-            data.train.labels, config.batch_size, config.seed, self.needs.m_per_class
-        )
-        self.state = RunState()
-        self.last = LastEmbeddings()
+    The loop's helpers (:func:`train_step`, :func:`evaluation_row`, :func:`finish_run`) take this
+    one object instead of the many values it holds.
+    """
+
+    config: RunConfig
+    data: RunData
+    folder: RunFolder
+    device: torch.device
+    progress: ProgressFactory
+    model: Embedder
+    method: Method
+    optimizer: torch.optim.Optimizer
+    policy: DevicePolicy
+    scaler: torch.amp.GradScaler
+    plan: BatchPlan
+    diag: list[int]
+    state: RunState = field(default_factory=RunState)
+    last: LastEmbeddings = field(default_factory=LastEmbeddings)
+
+
+def build_context(
+    config: RunConfig,
+    data: RunData,
+    folder: RunFolder,
+    device: torch.device,
+    progress: ProgressFactory = _NoProgress,
+) -> RunContext:
+    """Build the network, method, optimiser and batch plan of a run (nothing restored yet)."""
+    model = prepare_model(config, data, device)
+    method = build_run_method(config, data, device)
+    policy = device_policy(device, config.amp)
+    return RunContext(
+        config=config,
+        data=data,
+        folder=folder,
+        device=device,
+        progress=progress,
+        model=model,
+        method=method,
+        optimizer=build_optimizer(model, method, config),
+        policy=policy,
+        scaler=torch.amp.GradScaler(device.type, enabled=policy.grad_scaler),
+        plan=BatchPlan(
+            data.train.labels, config.batch_size, config.seed, method.batch_needs.m_per_class
+        ),
+        diag=diagnostic_indices(
+            data.train.labels, config.diagnostic_classes, config.diagnostic_per_class, config.seed
+        ),
+    )
+
+
+class _Trainer:
+    """The control flow of one run over its :class:`RunContext`: steps, evaluations, checkpoints."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.config, self.folder = ctx.config, ctx.folder
         self.window: list[torch.Tensor] = []
         self.tick = time.perf_counter()
         self.restore()
-        self.diag = diagnostic_indices(
-            data.train.labels, config.diagnostic_classes, config.diagnostic_per_class, config.seed
-        )
-        self.bar = progress(
-            total=config.steps,
-            initial=self.state.step,
-            desc=folder.run_id,
+        self.bar = ctx.progress(
+            total=ctx.config.steps,
+            initial=ctx.state.step,
+            desc=ctx.folder.run_id,
             unit="step",
             leave=False,
         )
 
+    @property
+    def state(self) -> RunState:
+        return self.ctx.state
+
     # --- persistence ---------------------------------------------------------------------------
     def restore(self) -> None:
-        checkpoint = load_checkpoint(self.folder.path)
+        ctx = self.ctx
+        checkpoint = load_checkpoint(ctx.folder.path)
         if checkpoint is None:
             return
-        self.model.load_state_dict(checkpoint["model"])
-        self.method.loss.load_state_dict(checkpoint["loss"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        self.state = RunState(**checkpoint["state"])
+        ctx.model.load_state_dict(checkpoint["model"])
+        ctx.method.loss.load_state_dict(checkpoint["loss"])
+        ctx.optimizer.load_state_dict(checkpoint["optimizer"])
+        ctx.scaler.load_state_dict(checkpoint["scaler"])
+        ctx.state = RunState(**checkpoint["state"])
         restore_rng_states(checkpoint["rng"])
-        logger.info("%s: resuming at step %d", self.folder.run_id, self.state.step)
+        logger.info("%s: resuming at step %d", ctx.folder.run_id, ctx.state.step)
 
     def checkpoint(self) -> None:
+        ctx = self.ctx
         save_checkpoint(
-            self.folder.path,
+            ctx.folder.path,
             {
-                "model": self.model.state_dict(),
-                "loss": self.method.loss.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "state": self.state.checkpoint_fields(),
+                "model": ctx.model.state_dict(),
+                "loss": ctx.method.loss.state_dict(),
+                "optimizer": ctx.optimizer.state_dict(),
+                "scaler": ctx.scaler.state_dict(),
+                "state": ctx.state.checkpoint_fields(),
             },
         )
 
@@ -305,7 +351,7 @@ class _Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, stop: StopFlag) -> None:
-        config, state = self.config, self.state
+        ctx, config, state = self.ctx, self.config, self.state
         if self.is_eval_step(state.step) and (
             not state.rows or state.rows[-1]["step"] != state.step
         ):
@@ -313,25 +359,15 @@ class _Trainer:
         self.folder.write_status("running", state.step)
         if state.step >= config.steps:
             return
-        self.model.train()
+        ctx.model.train()
         self.tick = time.perf_counter()
-        for images, labels in batches(self.data, self.plan, config, state.step, self.device):
-            self.needs.check_labels(labels, self.method.name)
+        needs = ctx.method.batch_needs
+        for images, labels in batches(ctx.data, ctx.plan, config, state.step, ctx.device):
+            needs.check_labels(labels, ctx.method.name)
             set_learning_rates(
-                self.optimizer, config, state.step * config.batch_size / len(self.data.train)
+                ctx.optimizer, config, state.step * config.batch_size / len(ctx.data.train)
             )
-            self.window.append(
-                train_step(
-                    self.model,
-                    self.method,
-                    self.optimizer,
-                    self.scaler,
-                    images,
-                    labels,
-                    self.device,
-                    self.policy,
-                )
-            )
+            self.window.append(train_step(ctx, images, labels))
             state.step += 1
             at_eval, at_checkpoint = (
                 self.is_eval_step(state.step),
@@ -342,7 +378,7 @@ class _Trainer:
             if at_eval:
                 self.stop_clock()
                 self.evaluate(stop)
-                self.model.train()
+                ctx.model.train()
                 self.tick = time.perf_counter()
             if at_checkpoint:
                 self.stop_clock()
@@ -378,18 +414,7 @@ class _Trainer:
         self.bar.set_postfix({"loss": f"{float(values.mean()):.4f}"}, refresh=False)
 
     def evaluate(self, stop: StopFlag) -> None:
-        row = evaluation_row(
-            self.config,
-            self.data,
-            self.model,
-            self.method,
-            self.state,
-            self.device,
-            self.diag,
-            self.progress,
-            self.last,
-            stop,
-        )
+        row = evaluation_row(self.ctx, stop)
         self.state.rows.append(row)
         # Only a finished evaluation consumes the loss accumulators: one interrupted mid-way is
         # redone on resume and must see the same training losses.
@@ -397,30 +422,17 @@ class _Trainer:
         self.folder.write_metrics(self.state.rows)
         self.bar.set_postfix({"R@1": f"{row.get('recall@1', float('nan')):.3f}"})
 
-    def finish(self) -> None:
-        finish_run(
-            self.config, self.data, self.model, self.folder, self.state, self.device, self.last
-        )
 
-
-def train_step(
-    model: Embedder,
-    method: Method,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    device: torch.device,
-    policy: Any,
-) -> torch.Tensor:
-    images, labels = to_device(images, labels, device, policy)
-    with autocast(device, policy):
-        embeddings = model(images)
-    loss = method.compute_loss(embeddings.float(), labels)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+def train_step(ctx: RunContext, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on one batch; returns the loss, still on the device (no host sync)."""
+    images, labels = to_device(images, labels, ctx.device, ctx.policy)
+    with autocast(ctx.device, ctx.policy):
+        embeddings = ctx.model(images)
+    loss = ctx.method.compute_loss(embeddings.float(), labels)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    ctx.scaler.scale(loss).backward()
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
     return loss.detach()
 
 
@@ -436,78 +448,51 @@ def check_finite(losses: torch.Tensor, first_step: int, run_id: str) -> None:
         )
 
 
-def evaluation_row(
-    config: RunConfig,
-    data: RunData,
-    model: Embedder,
-    method: Method,
-    state: RunState,
-    device: torch.device,
-    diag: list[int],
-    progress: ProgressFactory,
-    last: LastEmbeddings,
-    stop: StopFlag | None = None,
-) -> dict[str, Any]:
+def evaluation_row(ctx: RunContext, stop: StopFlag | None = None) -> dict[str, Any]:
     """One row of ``metrics.csv``: test metrics (and validation and diagnostics) at this step."""
+    config, data, state, last = ctx.config, ctx.data, ctx.state, ctx.last
     start = time.perf_counter()
-    model.eval()
+    ctx.model.eval()
     row: dict[str, Any] = {
         "step": state.step,
         "epoch": state.step * config.batch_size / len(data.train),
         "elapsed_s": state.elapsed_s,
         "train_loss": state.loss_sum / state.loss_count if state.loss_count else None,
     }
+    ks = data.spec.recall_ks
     test, last.embeddings, last.labels = evaluate_split(
-        model, data.test, data.spec.recall_ks, config, device, progress, "test", stop
+        ctx.model, data.test, ks, config, ctx.device, ctx.progress, "test", stop
     )
     last.step = state.step
     row.update(test)
     if data.val is not None:
         val, _, _ = evaluate_split(
-            model, data.val, data.spec.recall_ks, config, device, progress, "val", stop
+            ctx.model, data.val, ks, config, ctx.device, ctx.progress, "val", stop
         )
         row.update({f"val_{k}": v for k, v in val.items()})
-    if config.diagnostics and method.proxy_loss is not None and len(diag) >= 4:
-        row.update(compute_diagnostics(model, method, data.train, diag, config, device))
+    if config.diagnostics and ctx.method.proxy_loss is not None and len(ctx.diag) >= 4:
+        row.update(
+            compute_diagnostics(ctx.model, ctx.method, data.train, ctx.diag, config, ctx.device)
+        )
     row["eval_s"] = time.perf_counter() - start
     return row
 
 
-def finish_run(
-    config: RunConfig,
-    data: RunData,
-    model: Embedder,
-    folder: RunFolder,
-    state: RunState,
-    device: torch.device,
-    last: LastEmbeddings,
-) -> None:
+def finish_run(ctx: RunContext) -> None:
+    """Record a completed run: its retrieval examples, summary.json, then the status; the
+    checkpoint is no longer needed."""
+    state, last, test = ctx.state, ctx.last, ctx.data.test
     if last.step == state.step and last.embeddings is not None and last.labels is not None:
         embeddings, labels = last.embeddings, last.labels
     else:
-        embeddings, labels = embed_dataset(model, data.test, config, device, EmbeddingProgress())
-    examples = retrieval_examples(embeddings, labels, data.test, config)
+        embeddings, labels = embed_dataset(
+            ctx.model, test, ctx.config, ctx.device, EmbeddingProgress()
+        )
+    examples = retrieval_examples(embeddings, labels, test, ctx.config)
     if examples is not None:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **examples)  # type: ignore[arg-type]
-        folder.write_bytes("retrievals.npz", buffer.getvalue())
-    metric_names = [k for k in state.rows[-1] if k not in ("step", "epoch", "elapsed_s", "eval_s")]
-    best_index = int(np.nanargmax([r.get("recall@1", float("nan")) for r in state.rows]))
-    folder.write_json(
-        "summary.json",
-        {
-            "run_id": folder.run_id,
-            "method": config.method,
-            "variant": config.variant or config.method,
-            "dataset": config.dataset,
-            "seed": config.seed,
-            "status": "completed",
-            "steps": state.step,
-            "train_seconds": state.elapsed_s,
-            "final": {k: state.rows[-1].get(k) for k in metric_names},
-            "best": {k: state.rows[best_index].get(k) for k in metric_names},
-            "best_step": state.rows[best_index]["step"],
-        },
-    )
-    folder.write_status("completed", state.step)
-    (folder.path / "checkpoint.pt").unlink(missing_ok=True)
+        ctx.folder.write_bytes(RETRIEVALS_FILE, buffer.getvalue())
+    write_summary(ctx.config, ctx.folder, state.rows, state.elapsed_s)
+    ctx.folder.write_status("completed", state.step)
+    (ctx.folder.path / "checkpoint.pt").unlink(missing_ok=True)
