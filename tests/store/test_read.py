@@ -155,3 +155,62 @@ def test_read_retrievals_returns_none_when_absent_or_broken(tmp_path: Path) -> N
     assert read_retrievals(run) is None
     (run / "retrievals.npz").write_bytes(b"garbage")
     assert read_retrievals(run) is None
+
+
+SCHEMA0 = Path(__file__).parent / "data" / "schema0"
+
+
+def test_an_unversioned_record_is_read_from_its_files_alone() -> None:
+    """A run folder written before records had a schema (as those behind docs/example-report):
+    its setup is the schema-0 run options of its config.json, nothing from today's code."""
+    table = load_runs(SCHEMA0)
+    assert table.skipped == [] and len(table.runs) == 1
+    row = table.runs.iloc[0]
+    folder = SCHEMA0 / row["run_id"]
+    config = json.loads((folder / "config.json").read_text())
+    assert "schema" not in config
+    assert row["schema"] == 0 and json.loads(row["swept"]) == {}
+    assert (row["family"], row["sampler"], row["variant"]) == ("proxy", "random", "proxy_nca")
+    setup = json.loads(row["setup"])
+    assert setup["lr"] == config["lr"] and setup["steps"] == config["steps"] == row["steps"]
+    assert setup["dataset.max_classes"] == config["dataset_config"]["max_classes"]
+    assert "device" not in setup and "num_workers" not in setup and "variant" not in setup
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert row["recall@1"] == pytest.approx(metrics["recall@1"].iloc[-1])
+
+
+def _versioned_config(name: str, **changes: Any) -> dict[str, Any]:
+    from dml_bench.store.records import SCHEMA_VERSION, RunRecord
+
+    record = RunRecord(
+        run_id=name,
+        method="plugin_proxies",
+        variant="plugin_proxies[scale=3.0]",
+        dataset="hershey",
+        seed=2,
+        family="proxy",
+        sampler="m_per_class:4",
+        method_config={"scale": 3.0, "m_per_class": 4},
+        setup={"lr": 0.5, "dataset.max_classes": 3},
+        swept={"scale": 3.0},
+        config={"lr": 0.5, "steps": 20, "some_future_option": 1},
+    )
+    return {**record.to_json(), "schema": SCHEMA_VERSION, **changes}
+
+
+def test_a_versioned_record_gives_its_recorded_setup_family_and_swept_values(
+    tmp_path: Path,
+) -> None:
+    _write_run(tmp_path, "v1", config=_versioned_config("v1"))
+    row = load_runs(tmp_path).runs.iloc[0]
+    assert row["schema"] == 1 and row["family"] == "proxy" and row["sampler"] == "m_per_class:4"
+    assert json.loads(row["swept"]) == {"scale": 3.0}
+    assert json.loads(row["setup"]) == {"lr": 0.5, "dataset.max_classes": 3}  # as recorded
+    assert row["cfg.scale"] == 3.0 and row["seed"] == 2
+
+
+def test_a_record_newer_than_the_reader_is_skipped_naming_the_upgrade(tmp_path: Path) -> None:
+    _write_run(tmp_path, "future", config=_versioned_config("future", schema=99))
+    table = load_runs(tmp_path)
+    assert table.runs.empty
+    assert table.skipped[0][0] == "future" and "upgrade dml-bench" in table.skipped[0][1]
