@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dml_bench.methods.proxy_nca_dynamic import DynamicProxyNCALoss
 from dml_bench.train.config import RunConfig
 from dml_bench.train.seeding import run_generator, seeded_global_rng
 
@@ -36,7 +37,8 @@ def _proxies(method: str) -> torch.Tensor:
     built = build_method(
         spec, config.method_config, 10, 8, generator=run_generator(config.seed, "proxies")
     )
-    return built.loss.proxies.detach().clone()
+    assert built.proxy_loss is not None
+    return built.proxy_loss.proxies.detach().clone()
 
 
 def test_proxies_do_not_depend_on_earlier_global_draws() -> None:
@@ -57,6 +59,7 @@ def test_dynamic_first_batch_init_draws_from_the_losss_generator() -> None:
         loss = build_method(
             spec, spec.default_config(), 10, 8, generator=run_generator(3, "proxies")
         ).loss
+        assert isinstance(loss, DynamicProxyNCALoss)
         torch.manual_seed(global_seed)
         loss.initialise_from(torch.randn(16, 8, generator=torch.Generator().manual_seed(1)))
         return loss.proxies.detach().clone()
