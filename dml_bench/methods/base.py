@@ -116,6 +116,13 @@ class MethodSpec(Generic[C]):
     ``miner(embeddings, labels)`` -> indices tuple; the loop calls it under ``no_grad``.
     ``family`` says which side of the paper's comparison the method is on: ``"proxy"`` or
     ``"pair"`` (triplet-based: triplet, lifted structure, NCA, ...).
+
+    Roles the report reads (so a plugin method takes part in the answers without the report
+    naming it): ``proxy_count_field`` names the config field that counts the method's proxies
+    (e.g. ``"proxies_per_class"``), the x-axis of the RQ5 sweep; ``proxy_assignment`` says how
+    p(x) is chosen, ``"static"`` (among the proxies of x's class) or ``"dynamic"`` (the nearest
+    proxy overall), the two sides of RQ5. Both are ``None`` for a method without proxies, and
+    may be ``None`` for a proxy method that does not take part in RQ5.
     """
 
     name: str
@@ -126,6 +133,8 @@ class MethodSpec(Generic[C]):
     build_miner: MinerBuilder | None = None
     family: Literal["proxy", "pair"] = "pair"
     needs_positives: bool = True
+    proxy_count_field: str | None = None
+    proxy_assignment: Literal["static", "dynamic"] | None = None
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -175,10 +184,33 @@ def validate_spec(spec: Any) -> None:
         problems.append("build_miner must be callable or None")
     if getattr(spec, "family", None) not in ("proxy", "pair"):
         problems.append("family must be 'proxy' or 'pair'")
+    problems += _role_problems(spec, cls)
     if not isinstance(getattr(spec, "description", None), str):
         problems.append("description must be a string")
     if problems:
         raise PluginError(f"Invalid method spec {name!r}: " + "; ".join(problems) + ".")
+
+
+PROXY_ASSIGNMENTS = ("static", "dynamic")
+
+
+def _role_problems(spec: Any, cls: Any) -> list[str]:
+    """What is wrong with the spec's report roles (``proxy_count_field``, ``proxy_assignment``)."""
+    problems = []
+    count = getattr(spec, "proxy_count_field", None)
+    assignment = getattr(spec, "proxy_assignment", None)
+    if count is not None:
+        if not isinstance(count, str):
+            problems.append(f"proxy_count_field must be a config field name or None, got {count!r}")
+        elif dataclasses.is_dataclass(cls) and count not in {
+            f.name for f in dataclasses.fields(cls)
+        }:
+            problems.append(f"proxy_count_field {count!r} is not a field of config_cls")
+    if assignment is not None and assignment not in PROXY_ASSIGNMENTS:
+        problems.append(f"proxy_assignment must be 'static', 'dynamic' or None, got {assignment!r}")
+    if getattr(spec, "family", None) == "pair" and (count is not None or assignment is not None):
+        problems.append("proxy_count_field and proxy_assignment are only for family 'proxy'")
+    return problems
 
 
 @dataclass

@@ -147,4 +147,6 @@ SPEC: MethodSpec[ProxyNCAConfig] = MethodSpec(
     build_miner=None,
     family="proxy",
     needs_positives=False,
+    proxy_count_field="proxies_per_class",
+    proxy_assignment="static",
 )

@@ -222,4 +222,6 @@ SPEC: MethodSpec[DynamicProxyNCAConfig] = MethodSpec(
     build_miner=None,
     family="proxy",
     needs_positives=True,
+    proxy_count_field="proxies_per_class",
+    proxy_assignment="dynamic",
 )

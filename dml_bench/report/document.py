@@ -15,7 +15,9 @@ import pandas as pd
 
 from dml_bench.errors import UserError
 from dml_bench.report import plots, tables
-from dml_bench.report.questions import Section, all_sections, prepare
+from dml_bench.report.questions import all_sections
+from dml_bench.report.runs import prepare
+from dml_bench.report.section import Section
 from dml_bench.store.read import RunTable, load_runs
 
 logger = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from dml_bench.errors import UserError
+from dml_bench.report.text import format_mean_std, markdown_table
 
 FORMATS = ("markdown", "csv", "json", "latex")
 FORMAT_SUFFIX = {"markdown": "md", "csv": "csv", "json": "json", "latex": "tex"}
@@ -156,14 +157,6 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    if not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def _display_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     metrics = table_metrics(table)
     keys = [c for c in ("method", "dataset", "sampler") if c in table.columns]
@@ -177,12 +170,9 @@ def _display_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
     n_text = sum(1 for h in header if h in ("method", "dataset", "sampler"))
     align = [":---" if i < n_text else "---:" for i in range(len(header))]
-    return "\n".join([line(header), line(align), *(line(r) for r in rows)]) + "\n"
+    return markdown_table(header, rows, align) + "\n"
 
 
 _LATEX_SPECIALS = {

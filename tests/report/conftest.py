@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,50 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dml_bench.report.paper_numbers import SPEEDUP_CLAIM, SPEEDUP_SHORT
+from dml_bench.report.runs import Prepared, prepare
+from dml_bench.report.text import FORMATTERS
+from dml_bench.store.read import load_runs
+
 RunWriter = Callable[..., Path]
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: Phrases of sentences that quote the paper rather than a measured value.
+_FIXED_PHRASES = (
+    SPEEDUP_CLAIM.text,
+    SPEEDUP_CLAIM.where,
+    SPEEDUP_SHORT,
+    "the 5% level",
+)
+
+
+def _leaves(obj: object) -> list[object]:
+    if dataclasses.is_dataclass(obj):
+        return [x for f in dataclasses.fields(obj) for x in _leaves(getattr(obj, f.name))]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _leaves(v)]
+    return [obj]
+
+
+def assert_numbers_come_from_fields(finding: object) -> None:
+    """Every number in the finding's sentence is one of its own values, formatted."""
+    text = finding.sentence()  # type: ignore[attr-defined]
+    strings = [v for v in _leaves(finding) if isinstance(v, str) and v]
+    for s in sorted(strings, key=len, reverse=True) + list(_FIXED_PHRASES):
+        text = text.replace(s, " ")
+    allowed = set()
+    for value in _leaves(finding):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            for fmt in (*FORMATTERS, str):
+                allowed.update(_NUMBER.findall(fmt(value)))
+    found = _NUMBER.findall(text)
+    assert found, finding
+    assert set(found) <= allowed, (set(found) - allowed, finding.sentence())  # type: ignore[attr-defined]
+
+
+def table_lines(block: str) -> list[str]:
+    """The data rows of the Markdown table in ``block`` (header and rule dropped)."""
+    return [line for line in block.splitlines() if line.startswith("|")][2:]
 
 
 def write_run(
@@ -29,8 +74,10 @@ def write_run(
     status: str = "completed",
     run_id: str | None = None,
     retrievals: bool = False,
+    record: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write one run folder; ``columns`` are metrics.csv columns besides step/elapsed_s."""
+    """Write one run folder; ``columns`` are metrics.csv columns besides step/elapsed_s;
+    ``record``: more config.json keys (e.g. the method's ``family``)."""
     n = len(next(iter(columns.values())))
     steps = list(steps) if steps is not None else [100 * i for i in range(n)]
     elapsed = list(elapsed) if elapsed is not None else [0.5 * s for s in steps]
@@ -48,6 +95,7 @@ def write_run(
         "batch_size": 32,
         "method_config": dict(method_config or {"m_per_class": None, "loss_lr": None}),
         "dataset_config": {"root": "data"},
+        **dict(record or {}),
     }
     (run_dir / "config.json").write_text(json.dumps(config))
     (run_dir / "env.json").write_text(json.dumps({"python": "3.11", "device": "cpu"}))
@@ -168,3 +216,8 @@ def benchmark_runs(make_run: RunWriter) -> dict[str, Any]:
     broken = make_run(method="triplet_semihard", seed=8, columns={"recall@1": [0.1, 0.2]})
     (broken / "config.json").write_text("{not json")
     return {"finals": finals}
+
+
+@pytest.fixture
+def prep(results: Path, benchmark_runs: dict[str, Any]) -> Prepared:
+    return prepare(load_runs(results))

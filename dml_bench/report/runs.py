@@ -1,0 +1,262 @@
+"""The runs as every question reads them: labelled rows and curves, and each method's roles.
+
+:func:`prepare` adds the row ``label`` (variant, plus run options and sampler where runs of one
+variant differ, see :func:`dml_bench.report.tables.with_labels`) to runs and curves, and orders
+curves the way tables and legends list methods. :class:`MethodRoles` says what each method is
+for the questions (family, the config field that counts its proxies, static or dynamic
+assignment); the roles come from what the runs recorded, else from the method's registered
+:class:`~dml_bench.methods.base.MethodSpec` (older records), so no question names a method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dml_bench.report.tables import with_labels
+from dml_bench.store.read import RunTable
+
+if TYPE_CHECKING:
+    from dml_bench.methods.base import MethodSpec
+
+#: Ranges of what the report averages: every metric, ``held`` and order agreement are fractions;
+#: steps and seconds to a target are non-negative (intervals are clipped to them, see mean_ci).
+FRACTION = (0.0, 1.0)
+NONNEGATIVE = (0.0, math.inf)
+
+#: Run-table columns that record a method's roles (see :class:`MethodRoles`); runs written
+#: before they existed get the roles of the method's registered spec.
+ROLE_COLUMNS = ("proxy_count_field", "proxy_assignment")
+CONFIG_PREFIX = "cfg."
+
+
+@dataclass(frozen=True)
+class MethodRoles:
+    """What a method is for the questions, as its :class:`MethodSpec` declares it.
+
+    ``family``: ``"proxy"`` or ``"pair"`` (RQ2's speed-up, RQ4's tests). ``proxy_count_field``:
+    the config field that counts its proxies (RQ5's x-axis). ``proxy_assignment``: ``"static"``
+    or ``"dynamic"`` (RQ5's two sides). A method takes part in RQ5 when it has both.
+    """
+
+    family: str
+    proxy_count_field: str | None = None
+    proxy_assignment: str | None = None
+
+    @property
+    def count_column(self) -> str | None:
+        field = self.proxy_count_field
+        return None if field is None else CONFIG_PREFIX + field
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Runs and curves with a ``label`` column, and the roles of every method that ran."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    table: RunTable
+    roles: Mapping[str, MethodRoles]
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.runs["dataset"].unique())
+
+    @property
+    def headline_labels(self) -> frozenset[str]:
+        """Labels the prose answers are about: proxy methods run as registered (no swept
+        method parameter), e.g. ``proxy_nca`` and a plugin ``circle_proxy``; tables hold all."""
+        return headline_labels(self.runs)
+
+
+def prepare(table: RunTable) -> Prepared:
+    runs = with_labels(table.runs)
+    labels = runs.set_index("run_id")["label"]
+    curves = table.curves.copy()
+    curves["label"] = curves["run_id"].map(labels)
+    order = {lab: i for i, lab in enumerate(label_order(runs))}
+    curves = curves.assign(_o=curves["label"].map(order)).sort_values(["_o", "run_id", "step"])
+    return Prepared(
+        runs=runs, curves=curves.drop(columns="_o"), table=table, roles=method_roles(runs)
+    )
+
+
+def label_order(runs: pd.DataFrame) -> list[str]:
+    """Labels as tables list them: proxy methods first, then by method, variant and sampler."""
+    ordered = runs.assign(_pair=(runs["family"] != "proxy").astype(int))
+    ordered = ordered.sort_values(["_pair", "method", "variant", "sampler"], kind="stable")
+    return list(dict.fromkeys(ordered["label"]))
+
+
+def headline_labels(runs: pd.DataFrame) -> frozenset[str]:
+    if runs.empty:
+        return frozenset()
+    plain = (runs["family"] == "proxy") & (runs["variant"] == runs["method"])
+    return frozenset(runs.loc[plain, "label"])
+
+
+# ---------------------------------------------------------------- roles
+def method_roles(runs: pd.DataFrame) -> dict[str, MethodRoles]:
+    """Each method's roles: as its runs recorded them (the :data:`ROLE_COLUMNS`), else, for
+    runs recorded before roles were (all role columns empty), as its registered spec says."""
+    roles = {}
+    for method, group in runs.groupby("method", sort=True):
+        family = str(group["family"].iloc[0])
+        recorded = {c: _recorded(group, c) for c in ROLE_COLUMNS}
+        if any(v is not None for v in recorded.values()):
+            roles[str(method)] = MethodRoles(family, **recorded)
+        else:
+            roles[str(method)] = _registered_roles(str(method), family)
+    return roles
+
+
+def _recorded(group: pd.DataFrame, column: str) -> str | None:
+    if column not in group.columns:
+        return None
+    values = group[column].dropna()
+    return None if values.empty else str(values.iloc[0])
+
+
+def _registered_roles(method: str, family: str) -> MethodRoles:
+    spec = _registered_spec(method)
+    if spec is None:
+        return MethodRoles(family)
+    return MethodRoles(family, spec.proxy_count_field, spec.proxy_assignment)
+
+
+def _registered_spec(method: str) -> MethodSpec[Any] | None:
+    from dml_bench.methods import METHODS
+
+    return METHODS.get(method) if method in METHODS.names() else None
+
+
+def _registered_defaults(method: str) -> dict[str, Any]:
+    spec = _registered_spec(method)
+    if spec is None:
+        return {}
+    return {k: v for k, v in vars(spec.default_config()).items()}
+
+
+# ---------------------------------------------------------------- proxy-count sweeps
+def proxy_count(runs: pd.DataFrame, roles: Mapping[str, MethodRoles]) -> pd.Series:
+    """Per run, the number of proxies its config recorded (its method's count field), NaN for
+    a method without one or a run that did not record it."""
+    out = pd.Series(math.nan, index=runs.index, dtype=float)
+    for i, method in runs["method"].items():
+        column = roles[str(method)].count_column if str(method) in roles else None
+        if column is not None and column in runs.columns:
+            out[i] = _as_float(runs.at[i, column])
+    return out
+
+
+def sweep_series(runs: pd.DataFrame, roles: Mapping[str, MethodRoles]) -> pd.Series:
+    """Per run, the line of the RQ5 figure it belongs to: runs of one method that differ only in
+    their number of proxies share a line, runs that differ in anything else are other lines.
+
+    The line is the run's label without its proxy count: the method and the fields the run
+    swept (the ``swept`` column, JSON of ``{field: value}``) other than its count field, then the
+    run options and sampler of the row label, if any. So ``proxy_nca[proxies_per_class=2]`` is on
+    the line ``proxy_nca`` and ``proxy_nca[m_per_class=4,proxies_per_class=2]`` on the line
+    ``proxy_nca[m_per_class=4]``. Run tables without a ``swept`` column name the fields from the
+    recorded config instead (see :func:`_config_series`).
+    """
+    names = pd.Series("", index=runs.index, dtype=object)
+    for method, group in runs.groupby("method", sort=False):
+        role = roles.get(str(method))
+        count = role.proxy_count_field if role is not None else None
+        if "swept" in group.columns and group["swept"].notna().all():
+            for i, text in group["swept"].items():
+                swept = {k: v for k, v in json.loads(str(text)).items() if k != count}
+                names[i] = variant_label(str(method), swept) + _row_suffix(group.loc[i])
+        else:
+            names[group.index] = _config_series(group, str(method), count)
+    return names
+
+
+def variant_label(method: str, fields: Mapping[str, Any]) -> str:
+    """``method[f=v,...]`` over ``fields`` (sorted), or the plain method name without any: the
+    form of the variant labels the runs record."""
+    label = ",".join(f"{k}={fields[k]}" for k in sorted(fields))
+    return f"{method}[{label}]" if label else method
+
+
+def _config_series(group: pd.DataFrame, method: str, count: str | None) -> pd.Series:
+    """Line names of one method's runs from their ``cfg.*`` columns: the fields other than the
+    count in which its runs differ, where a run's value is not the registered default."""
+    config = [c for c in group.columns if c.startswith(CONFIG_PREFIX)]
+    fields = [c for c in config if c != (None if count is None else CONFIG_PREFIX + count)]
+    cells = group[fields].map(_cell) if fields else pd.DataFrame(index=group.index)
+    differing = [c for c in fields if cells[c].nunique() > 1]
+    defaults = _registered_defaults(method)
+    names = pd.Series("", index=group.index, dtype=object)
+    for i in group.index:
+        shown = {
+            c[len(CONFIG_PREFIX) :]: cells.at[i, c]
+            for c in differing
+            if not _is_default(group.at[i, c], defaults, c[len(CONFIG_PREFIX) :])
+        }
+        names[i] = variant_label(method, shown) + _row_suffix(group.loc[i])
+    return names
+
+
+def _row_suffix(row: pd.Series) -> str:
+    suffix = str(row.get("setup_label", "") or "")
+    if bool(row.get("split_sampler", False)):
+        suffix += f" [{row['sampler']}]"
+    return suffix
+
+
+def _cell(value: Any) -> str:
+    if _missing(value):
+        return "None"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _is_default(value: Any, defaults: Mapping[str, Any], field: str) -> bool:
+    if field not in defaults:
+        return False
+    default = defaults[field]
+    if _missing(value) or default is None:
+        return _missing(value) and default is None
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return _as_float(value) == float(default)
+    return str(value) == str(default)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# ---------------------------------------------------------------- small frame helpers
+def has(frame: pd.DataFrame, *columns: str) -> bool:
+    """Whether every column exists and holds at least one value."""
+    return all(c in frame.columns and frame[c].notna().any() for c in columns)
+
+
+def quarters(curve: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows in the first and in the last quarter of the run's step range."""
+    lo, hi = float(curve["step"].min()), float(curve["step"].max())
+    quarter = (hi - lo) / 4
+    return curve[curve["step"] <= lo + quarter], curve[curve["step"] >= hi - quarter]
+
+
+def nanmean(values: Sequence[float]) -> float:
+    """Mean of the finite values, NaN when there are none (no warning)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan

@@ -1,0 +1,140 @@
+"""How the report writes numbers and tables: one place for every format the report prints.
+
+A generated sentence and the table beside it format a value with the same function, so the prose
+and the tables cannot disagree (tests/report checks that each number of an answer stands in its
+section's table). Nothing here computes a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from dml_bench.report.stats import Interval, Ratio
+
+#: The methods a "run this" hint suggests: the paper's method and its usual baseline. Suggestions
+#: only; which runs take part in which answer comes from the roles the runs recorded.
+SUGGESTED_PROXY = "proxy_nca"
+SUGGESTED_PAIR = "triplet_semihard"
+SUGGESTED_DATASET = "hershey"
+#: A sweep that answers RQ5 (two proxy counts or more for each assignment).
+SWEEP_COMMAND = (
+    "dml-bench run --methods proxy_nca,proxy_nca_dynamic "
+    "--set proxy_nca.proxies_per_class=1,2,4 "
+    "--set proxy_nca_dynamic.proxies_per_class=0.5,1,2 --seeds 0,1,2"
+)
+
+
+# ---------------------------------------------------------------- numbers
+def fmt_value(x: float) -> str:
+    """A metric or loss value."""
+    return "n/a" if not math.isfinite(x) else f"{x:.3f}"
+
+
+def fmt_pct(x: float) -> str:
+    """A fraction shown as a percentage."""
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def fmt_steps(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.0f}"
+
+
+def fmt_seconds(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.1f} s"
+
+
+def fmt_ratio(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.2f}x"
+
+
+def fmt_p(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def fmt_confidence(x: float) -> str:
+    return f"{100 * x:g}%"
+
+
+def fmt_percent_points(x: float) -> str:
+    """A value already in percent (the paper's tables), or ``""`` when there is none."""
+    return "" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """The main table's cell: ``mean ± std``, the mean alone for one seed, ``-`` for none."""
+    if not math.isfinite(mean):
+        return "-"
+    if not math.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+#: Every number formatter a sentence may use (tests check a sentence's numbers against them).
+FORMATTERS: tuple[Callable[[float], str], ...] = (
+    fmt_value,
+    fmt_pct,
+    fmt_steps,
+    fmt_seconds,
+    fmt_ratio,
+    fmt_p,
+    fmt_confidence,
+)
+
+
+# ---------------------------------------------------------------- intervals in prose and cells
+def interval_text(iv: Interval, fmt: Callable[[float], str]) -> str:
+    """'95% CI a to b, 3 seeds' or 'one seed, so no interval'."""
+    if iv.n < 2:
+        return "one seed, so no interval"
+    return f"{fmt_confidence(iv.confidence)} CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds"
+
+
+def ratio_text(r: Ratio) -> str:
+    if not r.has_band:
+        return "no interval: each method needs at least 2 seeds"
+    return (
+        f"{fmt_confidence(r.confidence)} bootstrap CI {fmt_ratio(r.low)} to "
+        f"{fmt_ratio(r.high)}, "
+        f"{r.n_denominator} vs {r.n_numerator} seeds"
+    )
+
+
+def ci_cell(iv: Interval, fmt: Callable[[float], str] = fmt_value) -> str:
+    if iv.n == 0:
+        return "-"
+    if iv.n < 2:
+        return f"{fmt(iv.mean)} (1 seed)"
+    return f"{fmt(iv.mean)} [{fmt(iv.low)}, {fmt(iv.high)}]"
+
+
+def ratio_cell(r: Ratio) -> str:
+    if not r.has_band:
+        return fmt_ratio(r.value)
+    return f"{fmt_ratio(r.value)} [{fmt_ratio(r.low)}, {fmt_ratio(r.high)}]"
+
+
+# ---------------------------------------------------------------- markdown
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], align: Sequence[str] | None = None
+) -> str:
+    """A GitHub-flavoured Markdown table; ``|`` inside a cell is escaped.
+
+    ``align``: one marker per column (``":---"`` left, ``"---:"`` right); without it every column
+    gets a plain ``---``.
+    """
+
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    rule = line(align) if align is not None else "|" + "|".join("---" for _ in header) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def run_command(methods: str, dataset: str, extra: str = "--seeds 0,1,2") -> str:
+    """The ``dml-bench run`` command a section suggests when the runs cannot answer it."""
+    return f"dml-bench run --methods {methods} --dataset {dataset} {extra}"
+
+
+def both_families_command(dataset: str) -> str:
+    return run_command(f"{SUGGESTED_PROXY},{SUGGESTED_PAIR}", dataset)

@@ -1,0 +1,64 @@
+"""RQ1: bound findings against values computed by hand from the fixture's curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dml_bench.report import rq1_bound
+from dml_bench.report.runs import Prepared, prepare
+from dml_bench.store.read import load_runs
+
+from .conftest import assert_numbers_come_from_fields, table_lines
+
+
+def test_findings_values_and_sentence(prep: Prepared) -> None:
+    found = rq1_bound.findings(prep)
+    assert [(f.label, f.loss) for f in found] == [("proxy_nca", "NCA"), ("proxy_nca", "triplet")]
+    nca, trip = found
+    # conftest: gap_i = 1.0 - 0.1 i over steps 0..800; quarters are steps <= 200 and >= 600
+    assert nca.held.mean == 1.0 and nca.held.n == 3
+    assert nca.gap_first == pytest.approx(np.mean([1.0, 0.9, 0.8]))
+    assert nca.gap_last == pytest.approx(np.mean([0.4, 0.3, 0.2]))
+    assert nca.eps_max_first == pytest.approx(np.mean([1.4, 1.35, 1.3]))
+    assert nca.eps_mean_last == pytest.approx(np.mean([0.7, 0.65, 0.6]))
+    assert trip.held.mean == pytest.approx(8 / 9)
+    assert trip.gap_last == pytest.approx(np.mean([0.1, 0.1, -0.1]))
+    for finding in found:
+        assert_numbers_come_from_fields(finding)
+    assert "narrowed" in nca.sentence()
+
+
+def test_section_renders_one_row_per_finding(prep: Prepared) -> None:
+    found = rq1_bound.findings(prep)
+    section = rq1_bound.section(prep, found)
+    assert "rq1_bound_hershey" in section.figures
+    table = next(b for b in section.body if b.startswith("| method"))
+    rows = table_lines(table)
+    assert len(rows) == 2 and rows[0].startswith("| proxy_nca | hershey | NCA | 3 | 100.0%")
+    assert section.findings == found
+
+
+def test_without_diagnostics_says_which_command(make_run, results) -> None:
+    make_run(method="triplet_semihard", seed=0, columns={"recall@1": [0.1, 0.4]})
+    prep = prepare(load_runs(results))
+    assert rq1_bound.findings(prep) == []
+    body = "\n".join(rq1_bound.section(prep, []).body)
+    assert "Cannot be answered" in body and "dml-bench run --methods proxy_nca" in body
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "trend"),
+    [
+        (2.9, -1.1, "changed sign"),
+        (-0.5, 0.2, "changed sign"),
+        (2.9, 0.3, "narrowed"),
+        (-0.5, -0.1, "narrowed"),
+        (0.3, 0.9, "did not narrow"),
+        (float("nan"), 0.1, "cannot tell"),
+    ],
+)
+def test_gap_trend_tells_a_sign_change_from_narrowing(
+    first: float, last: float, trend: str
+) -> None:
+    assert rq1_bound.gap_trend(first, last) == trend

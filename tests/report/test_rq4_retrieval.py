@@ -1,0 +1,79 @@
+"""RQ4: final metrics, the paper's numbers beside ours, and tests against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dml_bench.report import rq4_retrieval
+from dml_bench.report.runs import Prepared, prepare
+from dml_bench.store.read import load_runs
+
+from .conftest import assert_numbers_come_from_fields, table_lines
+
+
+def test_significance_is_paired_over_shared_seeds(prep: Prepared) -> None:
+    (ds,) = rq4_retrieval.findings(prep)
+    assert ds.references == ["proxy_nca"] and ds.baselines == ["triplet_semihard"]
+    sig = next(f for f in ds.tests if f.metric == "recall@1")
+    ref = stats.ttest_rel([0.60, 0.62, 0.61], [0.50, 0.53, 0.52])
+    assert sig.test.test == "paired t-test" and sig.test.p_value == pytest.approx(ref.pvalue)
+    assert [t.metric for t in ds.tests] == ["recall@1", "nmi"]
+    for finding in ds.tests:
+        assert_numbers_come_from_fields(finding)
+    rows = {m.label: m for m in ds.methods}
+    assert rows["proxy_nca"].values["recall@1"].mean == pytest.approx(0.61)
+    assert rows["proxy_nca"].percent["recall@1"] == pytest.approx(61.0)
+    assert ds.paper == []  # hershey is not a paper dataset
+    section = rq4_retrieval.section(prep, [ds])
+    assert not any("paper" in line and "Proxy-NCA" in line for line in section.body)
+
+
+def test_shows_paper_numbers_for_paper_datasets(make_run, results) -> None:
+    for seed in (0, 1):
+        make_run(
+            method="proxy_nca",
+            dataset="cub200",
+            seed=seed,
+            columns={"recall@1": [0.1, 0.5 + seed / 100]},
+        )
+    prep = prepare(load_runs(results))
+    (ds,) = rq4_retrieval.findings(prep)
+    assert {p.method for p in ds.paper} >= {"Proxy-NCA", "Triplet semi-hard"}
+    text = "\n".join(rq4_retrieval.section(prep, [ds]).body)
+    assert "49.21" in text and "paper (unverified)" in text and "50.50" in text
+    assert "triplet_semihard" in text  # the command that would add a baseline
+
+
+def test_no_metrics_cannot_answer(make_run, results) -> None:
+    make_run(method="proxy_nca", seed=0, columns={"train_only": [1.0, 0.5]})
+    prep = prepare(load_runs(results))
+    assert rq4_retrieval.findings(prep) == []
+    assert "Cannot be answered" in "\n".join(rq4_retrieval.section(prep, []).body)
+
+
+def test_a_plugin_proxy_method_is_tested_and_answered(benchmark_runs, make_run, results) -> None:
+    """A method the report has never heard of, recorded as family proxy, is tested against the
+    pair baselines and appears in the answers beside proxy_nca."""
+    finals = [0.70, 0.66, 0.69]
+    for seed, final in enumerate(finals):
+        make_run(
+            method="circle_proxy",
+            seed=seed,
+            record={"family": "proxy"},
+            columns={"recall@1": [0.1, final], "nmi": [0.2, 0.5 + final / 10]},
+        )
+    prep = prepare(load_runs(results))
+    (ds,) = rq4_retrieval.findings(prep)
+    assert ds.references == ["circle_proxy", "proxy_nca"]
+    circle = next(t for t in ds.tests if t.reference == "circle_proxy" and t.metric == "recall@1")
+    ref = stats.ttest_rel(finals, [0.50, 0.53, 0.52])
+    assert circle.test.p_value == pytest.approx(ref.pvalue)
+    assert circle.reference_value.mean == pytest.approx(np.mean(finals))
+    section = rq4_retrieval.section(prep, [ds])
+    answers = [b for b in section.body if b.startswith("**Answer.**")]
+    assert any("circle_proxy reached recall@1 0.683" in a for a in answers)
+    assert any("proxy_nca reached recall@1 0.610" in a for a in answers)
+    table = next(b for b in section.body if b.startswith("### hershey"))
+    assert table_lines(table)[0].startswith("| circle_proxy | 3 |")  # proxy methods first

@@ -1,0 +1,129 @@
+"""RQ5: the static/dynamic sweep, roles from the records, and a plugin method taking part."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dml_bench.report import rq5_assignment
+from dml_bench.report.runs import Prepared, prepare
+from dml_bench.report.text import SWEEP_COMMAND
+from dml_bench.store.read import RunTable, load_runs
+
+from .conftest import assert_numbers_come_from_fields, table_lines
+
+
+def test_sweep_and_missing_sweep(prep: Prepared) -> None:
+    (ds,) = rq5_assignment.findings(prep)
+    assert not ds.complete  # static has one proxy count only
+    assert [(r.label, r.count) for r in ds.rows] == [
+        ("proxy_nca", 1.0),
+        ("proxy_nca_dynamic[proxies_per_class=0.5]", 0.5),
+        ("proxy_nca_dynamic[proxies_per_class=1.0]", 1.0),
+        ("proxy_nca_dynamic[proxies_per_class=2.0]", 2.0),
+    ]
+    assert {r.series for r in ds.rows} == {"proxy_nca", "proxy_nca_dynamic"}
+    finding = next(f for f in ds.best if f.metric == "recall@1")
+    assert finding.static_label == "proxy_nca"
+    assert finding.dynamic_label == "proxy_nca_dynamic[proxies_per_class=1.0]"
+    assert finding.dynamic_value.mean == pytest.approx(np.mean([0.58, 0.59]))
+    assert_numbers_come_from_fields(finding)
+    section = rq5_assignment.section(prep, [ds])
+    fig = section.figures["rq5_proxies_hershey"]
+    assert [len(ax.get_lines()) for ax in fig.axes][0] >= 2
+    assert SWEEP_COMMAND in "\n".join(section.body)
+
+
+def test_no_assignment_method_cannot_answer(make_run, results) -> None:
+    make_run(method="triplet_semihard", seed=0, columns={"recall@1": [0.1, 0.4]})
+    prep = prepare(load_runs(results))
+    assert rq5_assignment.findings(prep) == []
+    assert SWEEP_COMMAND in "\n".join(rq5_assignment.section(prep, []).body)
+
+
+def test_keeps_variants_at_the_same_proxy_count_apart(make_run, results) -> None:
+    """proxy_nca and proxy_nca[m_per_class=4] both have 1 proxy per class: two rows, two lines."""
+    finals = {
+        ("proxy_nca", 1, None): [0.60, 0.62],
+        ("proxy_nca[proxies_per_class=2]", 2, None): [0.55, 0.57],
+        ("proxy_nca[m_per_class=4]", 1, 4): [0.40, 0.44],
+        ("proxy_nca_dynamic", 1, None): [0.30, 0.31],
+    }
+    for (variant, ppc, m), values in finals.items():
+        for seed, final in enumerate(values):
+            make_run(
+                method=variant.split("[")[0],
+                variant=variant,
+                seed=seed,
+                method_config={"m_per_class": m, "proxies_per_class": ppc},
+                sampler="random" if m is None else f"m_per_class:{m}",
+                columns={"recall@1": [0.1, final]},
+            )
+    prep = prepare(load_runs(results))
+    section = rq5_assignment.section(prep, rq5_assignment.findings(prep))
+    table = next(b for b in section.body if "| variant |" in b)
+    rows = {line.split(" | ")[0].strip("| "): line for line in table_lines(table)}
+    assert set(rows) == {v for v, _, _ in finals}
+    assert "0.610 [" in rows["proxy_nca"] and "0.420 [" in rows["proxy_nca[m_per_class=4]"]
+    ax = section.figures["rq5_proxies_hershey"].axes[0]
+    lines = {text.get_text() for text in ax.get_legend().get_texts()}
+    assert lines == {"proxy_nca", "proxy_nca[m_per_class=4]", "proxy_nca_dynamic"}
+    finding = next(f for f in section.findings if f.metric == "recall@1")
+    assert (finding.static_label, finding.static_value.mean) == ("proxy_nca", pytest.approx(0.61))
+
+
+def _with_roles(table: RunTable, method: str, count_field: str, assignment: str) -> RunTable:
+    """The run table as records that carry the method's roles read it."""
+    runs = table.runs.copy()
+    mine = runs["method"] == method
+    runs["proxy_count_field"] = np.where(mine, count_field, None)
+    runs["proxy_assignment"] = np.where(mine, assignment, None)
+    return dataclasses.replace(table, runs=runs)
+
+
+def test_a_plugin_method_takes_part_by_its_recorded_roles(
+    benchmark_runs, make_run, results
+) -> None:
+    """``circle_proxy`` (unknown to the registry, recorded as a static proxy method counting its
+    proxies in ``circles_per_class``) is a point of the sweep and can be the best static one."""
+    values = {1: [0.70, 0.72], 3: [0.75, 0.77]}
+    for count, finals in values.items():
+        for seed, final in enumerate(finals):
+            variant = "circle_proxy" if count == 1 else f"circle_proxy[circles_per_class={count}]"
+            make_run(
+                method="circle_proxy",
+                variant=variant,
+                seed=seed,
+                record={"family": "proxy"},
+                method_config={"m_per_class": None, "circles_per_class": count},
+                columns={"recall@1": [0.1, final], "nmi": [0.2, 0.4]},
+            )
+    table = _with_roles(load_runs(results), "circle_proxy", "circles_per_class", "static")
+    prep = prepare(table)
+    assert prep.roles["circle_proxy"].proxy_assignment == "static"
+    assert prep.roles["proxy_nca"].proxy_count_field == "proxies_per_class"  # from the registry
+    (ds,) = rq5_assignment.findings(prep)
+    circle = [r for r in ds.rows if r.label.startswith("circle_proxy")]
+    assert [(r.count, r.series) for r in circle] == [(1.0, "circle_proxy"), (3.0, "circle_proxy")]
+    assert ds.count_name == "circles per class / proxies per class"
+    best = next(f for f in ds.best if f.metric == "recall@1")
+    assert best.static_label == "circle_proxy[circles_per_class=3]"
+    assert best.static_value.mean == pytest.approx(0.76)
+    section = rq5_assignment.section(prep, [ds])
+    answers = [b for b in section.body if b.startswith("**Answer.**")]
+    assert any("best static assignment (circle_proxy[circles_per_class=3])" in a for a in answers)
+    assert not any("incomplete" in b for b in section.body)  # circle_proxy swept, dynamic too
+
+
+def test_an_unknown_method_without_recorded_roles_stays_out(make_run, results) -> None:
+    for seed in (0, 1):
+        make_run(
+            method="circle_proxy",
+            seed=seed,
+            record={"family": "proxy"},
+            method_config={"m_per_class": None, "proxies_per_class": 1},
+            columns={"recall@1": [0.1, 0.5]},
+        )
+    assert rq5_assignment.findings(prepare(load_runs(results))) == []

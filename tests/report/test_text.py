@@ -1,0 +1,70 @@
+"""Number formats and the Markdown table renderer shared by the tables and the sections."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dml_bench.report import text
+from dml_bench.report.stats import Interval, Ratio
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "expected"),
+    [
+        (text.fmt_value, 0.61234, "0.612"),
+        (text.fmt_pct, 0.8889, "88.9%"),
+        (text.fmt_steps, 349.6, "350"),
+        (text.fmt_seconds, 12.34, "12.3 s"),
+        (text.fmt_ratio, 2.345, "2.35x"),
+        (text.fmt_p, 0.0001234, "0.000123"),
+        (text.fmt_confidence, 0.95, "95%"),
+        (text.fmt_percent_points, 49.214, "49.21"),
+    ],
+)
+def test_formats(fmt, value: float, expected: str) -> None:
+    assert fmt(value) == expected
+
+
+@pytest.mark.parametrize("fmt", text.FORMATTERS[:-1])  # fmt_confidence is never NaN
+def test_nan_is_not_a_number(fmt) -> None:
+    assert fmt(math.nan) == "n/a"
+
+
+def test_mean_std_cell() -> None:
+    assert text.format_mean_std(0.5, 0.01) == "0.500 ± 0.010"
+    assert text.format_mean_std(0.5, math.nan) == "0.500"
+    assert text.format_mean_std(math.nan, 0.1) == "-"
+
+
+def test_interval_cells_and_prose() -> None:
+    three = Interval(mean=0.5, low=0.4, high=0.6, n=3, confidence=0.95)
+    one = Interval(mean=0.5, low=math.nan, high=math.nan, n=1, confidence=0.95)
+    none = Interval(mean=math.nan, low=math.nan, high=math.nan, n=0, confidence=0.95)
+    assert text.ci_cell(three) == "0.500 [0.400, 0.600]"
+    assert text.ci_cell(one, text.fmt_pct) == "50.0% (1 seed)"
+    assert text.ci_cell(none) == "-"
+    assert text.interval_text(three, text.fmt_value) == "95% CI 0.400 to 0.600, 3 seeds"
+    assert text.interval_text(one, text.fmt_value) == "one seed, so no interval"
+
+
+def test_ratio_cell_and_prose() -> None:
+    band = Ratio(value=2.0, low=1.5, high=2.5, n_numerator=3, n_denominator=2, confidence=0.95)
+    assert text.ratio_cell(band) == "2.00x [1.50x, 2.50x]"
+    assert text.ratio_text(band) == "95% bootstrap CI 1.50x to 2.50x, 2 vs 3 seeds"
+    flat = dict(vars(band), low=math.nan, high=math.nan, n_numerator=1)
+    assert text.ratio_cell(Ratio(**flat)) == "2.00x"
+
+
+def test_markdown_table_plain_and_aligned() -> None:
+    plain = text.markdown_table(["a", "b"], [["x|y", 1]])
+    assert plain.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+    aligned = text.markdown_table(["a", "b"], [["x", "1"]], align=[":---", "---:"])
+    assert aligned.splitlines()[1] == "| :--- | ---: |"
+
+
+def test_run_command() -> None:
+    assert text.both_families_command("cub200") == (
+        "dml-bench run --methods proxy_nca,triplet_semihard --dataset cub200 --seeds 0,1,2"
+    )
