@@ -2,8 +2,9 @@
 
 :func:`findings` gives, per dataset, every method's final test metrics (mean over seeds with a
 t-interval), our values in percent beside the published ones (:mod:`.paper_numbers`), and a
-significance test of each proxy method run as registered against each pair-based method (family
-from the runs' records, so a plugin proxy method is tested like Proxy-NCA).
+significance test of each static-assignment proxy method run as registered (the paper's method)
+against each pair-based method, roles taken from the runs (see :mod:`.runs`), so a plugin that
+declares the role is tested like Proxy-NCA.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class DatasetRetrieval:
     metrics: list[str]
     methods: list[MethodMetrics]
     paper: list[PaperFigure]
-    references: list[str]  # proxy methods as registered: the tested side
+    references: list[str]  # the paper's method(s), see Prepared.headline_labels
     baselines: list[str]  # pair-based methods
     tests: list[SignificanceFinding]
 
@@ -164,13 +165,13 @@ def findings(prep: Prepared) -> list[DatasetRetrieval]:
 
 INTRO = (
     "Final metrics (last evaluation) on the held-out test classes, mean over seeds with "
-    "95% t-intervals in brackets. Each proxy method run with its registered settings "
-    "(Proxy-NCA, `proxy_nca`, and any other method of family `proxy`) is tested against every "
-    "pair-based method on the same dataset: a paired t-test when both ran on the same seeds "
-    "(runs with one seed share the data split and the evaluation queries, so the per-seed "
-    "difference removes that shared variation), Welch's t-test otherwise (no equal-variance "
-    "assumption); no test with fewer than 2 seeds per method. Tests are two-sided and "
-    "not corrected for multiple comparisons."
+    "95% t-intervals in brackets. The paper's method run with its registered settings "
+    "(Proxy-NCA, `proxy_nca`, and any method that declares the same role: static proxy "
+    "assignment) is tested against every pair-based method on the same dataset: a paired "
+    "t-test when both ran on the same seeds (runs with one seed share the data split and the "
+    "evaluation queries, so the per-seed difference removes that shared variation), Welch's "
+    "t-test otherwise (no equal-variance assumption); no test with fewer than 2 seeds per "
+    "method. Tests are two-sided and not corrected for multiple comparisons."
 )
 
 
@@ -245,8 +246,8 @@ def _dataset_body(ds: DatasetRetrieval) -> list[str]:
         body.append(paper)
     if not ds.references:
         body.append(
-            f"No proxy method ran with its registered settings on {ds.dataset}, so no "
-            f"significance test; run `{run_command(SUGGESTED_PROXY, ds.dataset)}`."
+            f"No static-assignment proxy method ran with its registered settings on {ds.dataset}, "
+            f"so no significance test; run `{run_command(SUGGESTED_PROXY, ds.dataset)}`."
         )
         return body
     if not ds.baselines:

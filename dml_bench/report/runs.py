@@ -70,9 +70,8 @@ class Prepared:
 
     @property
     def headline_labels(self) -> frozenset[str]:
-        """Labels the prose answers are about: proxy methods run as registered (no swept
-        method parameter), e.g. ``proxy_nca`` and a plugin ``circle_proxy``; tables hold all."""
-        return headline_labels(self.runs)
+        """Labels the prose answers are about (tables hold all): see :func:`headline_labels`."""
+        return headline_labels(self.runs, self.roles)
 
 
 def prepare(table: RunTable) -> Prepared:
@@ -94,10 +93,17 @@ def label_order(runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(ordered["label"]))
 
 
-def headline_labels(runs: pd.DataFrame) -> frozenset[str]:
+def headline_labels(runs: pd.DataFrame, roles: Mapping[str, MethodRoles]) -> frozenset[str]:
+    """The paper's method as the runs hold it: runs of a static-assignment proxy method with no
+    swept method parameter (``proxy_nca``, or a plugin that declares the same role), under the
+    labels they got. The paper's headline set-up is static assignment (PAPER.md, "Paper
+    training set-up"); dynamic assignment is RQ5's variation."""
     if runs.empty:
         return frozenset()
-    plain = (runs["family"] == "proxy") & (runs["variant"] == runs["method"])
+    static = [
+        str(m) in roles and roles[str(m)].proxy_assignment == "static" for m in runs["method"]
+    ]
+    plain = (runs["variant"] == runs["method"]) & pd.Series(static, index=runs.index)
     return frozenset(runs.loc[plain, "label"])
 
 

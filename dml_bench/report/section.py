@@ -39,8 +39,8 @@ def answer_lines(
 ) -> list[str]:
     """The sentences to print: those about a ``headline`` label when there are any, else all.
 
-    Tables hold every method; the prose answers the paper's question, which is about the proxy
-    methods as registered (see :attr:`dml_bench.report.runs.Prepared.headline_labels`).
+    Tables hold every method; the prose answers the paper's question, which is about the paper's
+    method (see :attr:`dml_bench.report.runs.Prepared.headline_labels`).
     """
     return answers([f for f in findings if label_of(f) in headline] or list(findings))
 

@@ -16,7 +16,7 @@ import pytest
 from dml_bench.report.paper_numbers import SPEEDUP_CLAIM, SPEEDUP_SHORT
 from dml_bench.report.runs import Prepared, prepare
 from dml_bench.report.text import FORMATTERS
-from dml_bench.store.read import load_runs
+from dml_bench.store.read import RunTable, load_runs
 
 RunWriter = Callable[..., Path]
 
@@ -52,6 +52,16 @@ def assert_numbers_come_from_fields(finding: object) -> None:
     found = _NUMBER.findall(text)
     assert found, finding
     assert set(found) <= allowed, (set(found) - allowed, finding.sentence())  # type: ignore[attr-defined]
+
+
+def with_roles(table: RunTable, method: str, count_field: str | None, assignment: str) -> RunTable:
+    """The run table as records that carry ``method``'s roles read it (columns
+    ``proxy_count_field`` and ``proxy_assignment``; other methods' roles stay unrecorded)."""
+    runs = table.runs.copy()
+    mine = runs["method"] == method
+    runs["proxy_count_field"] = np.where(mine, count_field, None)
+    runs["proxy_assignment"] = np.where(mine, assignment, None)
+    return dataclasses.replace(table, runs=runs)
 
 
 def table_lines(block: str) -> list[str]:

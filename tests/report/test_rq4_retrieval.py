@@ -10,7 +10,7 @@ from dml_bench.report import rq4_retrieval
 from dml_bench.report.runs import Prepared, prepare
 from dml_bench.store.read import load_runs
 
-from .conftest import assert_numbers_come_from_fields, table_lines
+from .conftest import assert_numbers_come_from_fields, table_lines, with_roles
 
 
 def test_significance_is_paired_over_shared_seeds(prep: Prepared) -> None:
@@ -27,7 +27,7 @@ def test_significance_is_paired_over_shared_seeds(prep: Prepared) -> None:
     assert rows["proxy_nca"].percent["recall@1"] == pytest.approx(61.0)
     assert ds.paper == []  # hershey is not a paper dataset
     section = rq4_retrieval.section(prep, [ds])
-    assert not any("paper" in line and "Proxy-NCA" in line for line in section.body)
+    assert not any(line.startswith("Side by side with the paper") for line in section.body)
 
 
 def test_shows_paper_numbers_for_paper_datasets(make_run, results) -> None:
@@ -54,8 +54,9 @@ def test_no_metrics_cannot_answer(make_run, results) -> None:
 
 
 def test_a_plugin_proxy_method_is_tested_and_answered(benchmark_runs, make_run, results) -> None:
-    """A method the report has never heard of, recorded as family proxy, is tested against the
-    pair baselines and appears in the answers beside proxy_nca."""
+    """A method the report has never heard of, recorded as a proxy method with static
+    assignment (the paper's method's role), is tested against the pair baselines and appears in
+    the answers beside proxy_nca."""
     finals = [0.70, 0.66, 0.69]
     for seed, final in enumerate(finals):
         make_run(
@@ -64,7 +65,9 @@ def test_a_plugin_proxy_method_is_tested_and_answered(benchmark_runs, make_run, 
             record={"family": "proxy"},
             columns={"recall@1": [0.1, final], "nmi": [0.2, 0.5 + final / 10]},
         )
-    prep = prepare(load_runs(results))
+    unrecorded = prepare(load_runs(results))
+    assert rq4_retrieval.findings(unrecorded)[0].references == ["proxy_nca"]  # no role, no test
+    prep = prepare(with_roles(load_runs(results), "circle_proxy", None, "static"))
     (ds,) = rq4_retrieval.findings(prep)
     assert ds.references == ["circle_proxy", "proxy_nca"]
     circle = next(t for t in ds.tests if t.reference == "circle_proxy" and t.metric == "recall@1")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from dml_bench.report import rq5_assignment
 from dml_bench.report.runs import Prepared, prepare
 from dml_bench.report.text import SWEEP_COMMAND
-from dml_bench.store.read import RunTable, load_runs
+from dml_bench.store.read import load_runs
 
-from .conftest import assert_numbers_come_from_fields, table_lines
+from .conftest import assert_numbers_come_from_fields, table_lines, with_roles
 
 
 def test_sweep_and_missing_sweep(prep: Prepared) -> None:
@@ -74,15 +72,6 @@ def test_keeps_variants_at_the_same_proxy_count_apart(make_run, results) -> None
     assert (finding.static_label, finding.static_value.mean) == ("proxy_nca", pytest.approx(0.61))
 
 
-def _with_roles(table: RunTable, method: str, count_field: str, assignment: str) -> RunTable:
-    """The run table as records that carry the method's roles read it."""
-    runs = table.runs.copy()
-    mine = runs["method"] == method
-    runs["proxy_count_field"] = np.where(mine, count_field, None)
-    runs["proxy_assignment"] = np.where(mine, assignment, None)
-    return dataclasses.replace(table, runs=runs)
-
-
 def test_a_plugin_method_takes_part_by_its_recorded_roles(
     benchmark_runs, make_run, results
 ) -> None:
@@ -100,7 +89,7 @@ def test_a_plugin_method_takes_part_by_its_recorded_roles(
                 method_config={"m_per_class": None, "circles_per_class": count},
                 columns={"recall@1": [0.1, final], "nmi": [0.2, 0.4]},
             )
-    table = _with_roles(load_runs(results), "circle_proxy", "circles_per_class", "static")
+    table = with_roles(load_runs(results), "circle_proxy", "circles_per_class", "static")
     prep = prepare(table)
     assert prep.roles["circle_proxy"].proxy_assignment == "static"
     assert prep.roles["proxy_nca"].proxy_count_field == "proxies_per_class"  # from the registry

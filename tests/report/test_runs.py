@@ -49,22 +49,31 @@ def test_recorded_roles_win_and_unknown_methods_have_none() -> None:
     assert roles["mystery"] == MethodRoles("proxy")  # not registered, nothing recorded
 
 
-def test_headline_is_proxy_methods_run_as_registered() -> None:
-    runs = pd.DataFrame(
-        {
-            "method": ["proxy_nca", "proxy_nca", "circle_proxy", "triplet_semihard"],
-            "variant": ["proxy_nca", "proxy_nca[scale=3]", "circle_proxy", "triplet_semihard"],
-            "family": ["proxy", "proxy", "proxy", "pair"],
-            "label": ["proxy_nca [random]", "proxy_nca[scale=3]", "circle_proxy", "trip"],
-        }
-    )
-    assert headline_labels(runs) == {"proxy_nca [random]", "circle_proxy"}
-
-
 ROLES = {
     "proxy_nca": MethodRoles("proxy", "proxies_per_class", "static"),
     "proxy_nca_dynamic": MethodRoles("proxy", "proxies_per_class", "dynamic"),
 }
+
+
+def test_headline_is_static_proxy_methods_run_as_registered() -> None:
+    runs = pd.DataFrame(
+        {
+            "method": ["proxy_nca", "proxy_nca", "circle_proxy", "proxy_nca_dynamic", "trip"],
+            "variant": [
+                "proxy_nca",
+                "proxy_nca[scale=3]",
+                "circle_proxy",
+                "proxy_nca_dynamic",
+                "trip",
+            ],
+            "label": ["proxy_nca [random]", "proxy_nca[scale=3]", "circle_proxy", "dyn", "trip"],
+        }
+    )
+    roles = ROLES | {
+        "circle_proxy": MethodRoles("proxy", None, "static"),
+        "trip": MethodRoles("pair"),
+    }
+    assert headline_labels(runs, roles) == {"proxy_nca [random]", "circle_proxy"}
 
 
 def _runs(rows: list[tuple[str, dict[str, object], dict[str, object]]]) -> pd.DataFrame:
