@@ -70,7 +70,9 @@ class RunTable:
     ``runs``: one row per run: :data:`KEY_COLUMNS`, ``steps``, ``train_seconds``, ``best_step``,
     ``schema`` (the record's version), ``setup`` (JSON of the result-relevant run options, see
     :class:`~dml_bench.store.records.RunRecord`), ``swept`` (JSON of the method fields the user set
-    and their values, ``{}`` for a method's defaults), the method config flattened as
+    and their values, ``{}`` for a method's defaults), ``proxy_count_field`` and
+    ``proxy_assignment`` (the method's report roles, ``None`` where not recorded), the method
+    config flattened as
     ``cfg.<field>``, and the final metrics (the last row of the run's metrics.csv). ``curves``: one row per evaluation of every run, with the run's key
     columns repeated so curves can be grouped without a join. ``skipped``: (run folder name,
     reason) for every folder left out.
@@ -168,6 +170,8 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     row["schema"] = record.schema
     row["setup"] = json.dumps(record.setup, sort_keys=True, default=str)
     row["swept"] = json.dumps(record.swept, sort_keys=True, default=str)
+    row["proxy_count_field"] = record.proxy_count_field
+    row["proxy_assignment"] = record.proxy_assignment
     for name, value in flat_config(record.method_config).items():
         row[f"cfg.{name}"] = value
     for column in curve.columns:

@@ -87,7 +87,9 @@ class RunRecord:
     (``"random"`` or ``"m_per_class:<m>"``); ``setup`` the run options and dataset parameters that
     can change the result (runs of one variant that differ here must not be averaged); ``swept`` the
     method fields the user set, with their values (the variant's label is made from them);
-    ``options_changed`` the run options that differ from their defaults; ``extra`` what else the
+    ``options_changed`` the run options that differ from their defaults; ``proxy_count_field`` and
+    ``proxy_assignment`` the method's report roles as its spec declares them (``None`` for a method
+    without them, and in records written before they were recorded); ``extra`` what else the
     writer records (data sizes, origins, the resolved trunk, ...).
     """
 
@@ -103,6 +105,8 @@ class RunRecord:
     setup: dict[str, Any] = field(default_factory=dict)
     swept: dict[str, Any] = field(default_factory=dict)
     options_changed: dict[str, Any] = field(default_factory=dict)
+    proxy_count_field: str | None = None
+    proxy_assignment: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
@@ -125,6 +129,8 @@ class RunRecord:
             "setup": self.setup,
             "swept": self.swept,
             "options_changed": self.options_changed,
+            "proxy_count_field": self.proxy_count_field,
+            "proxy_assignment": self.proxy_assignment,
         }
 
     @classmethod
@@ -162,9 +168,18 @@ class RunRecord:
             setup=setup,
             swept=swept,
             options_changed=options,
+            proxy_count_field=_optional_str(data, "proxy_count_field"),
+            proxy_assignment=_optional_str(data, "proxy_assignment"),
             config=dict(data),
             schema=schema,
         )
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RecordError(f"config.json: {key} {value!r} is not a string or null")
+    return value
 
 
 def sampler_name(m_per_class: int | None) -> str:

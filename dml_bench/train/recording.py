@@ -42,8 +42,8 @@ def dataset_origin(dataset: str) -> dict[str, str]:
 
 
 def run_record(config: RunConfig, run_id: str, data: RunData) -> RunRecord:
-    """The ``config.json`` of a run: its config, and what the report reads (family as the
-    method's spec declares it, sampler, setup, swept values, changed options)."""
+    """The ``config.json`` of a run: its config, and what the report reads (family and report
+    roles as the method's spec declares them, sampler, setup, swept values, changed options)."""
     spec = METHODS.get(config.method)
     flat = to_dict(config)
     method_config = to_dict(config.method_config)
@@ -60,6 +60,8 @@ def run_record(config: RunConfig, run_id: str, data: RunData) -> RunRecord:
         setup=setup_of(flat, setup_field_names()),
         swept={name: method_config[name] for name in config.swept_fields},
         options_changed=changed_options(config),
+        proxy_count_field=spec.proxy_count_field,
+        proxy_assignment=spec.proxy_assignment,
         config=flat,
         extra={
             "trunk_resolved": resolve_trunk(config, data.spec),

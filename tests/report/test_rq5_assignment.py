@@ -116,3 +116,23 @@ def test_an_unknown_method_without_recorded_roles_stays_out(make_run, results) -
             columns={"recall@1": [0.1, 0.5]},
         )
     assert rq5_assignment.findings(prepare(load_runs(results))) == []
+
+
+def test_roles_recorded_by_the_runs_are_read_from_the_files(make_run, results) -> None:
+    for seed in (0, 1):
+        make_run(
+            method="circle_proxy",
+            seed=seed,
+            record={
+                "family": "proxy",
+                "proxy_count_field": "circles_per_class",
+                "proxy_assignment": "dynamic",
+            },
+            method_config={"m_per_class": None, "circles_per_class": 2},
+            columns={"recall@1": [0.1, 0.5]},
+        )
+    prep = prepare(load_runs(results))
+    assert prep.roles["circle_proxy"].proxy_assignment == "dynamic"
+    (ds,) = rq5_assignment.findings(prep)
+    assert [(r.label, r.assignment, r.count) for r in ds.rows] == [("circle_proxy", "dynamic", 2.0)]
+    assert ds.best == []  # no static side to compare with

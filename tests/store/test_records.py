@@ -56,6 +56,17 @@ def test_run_record_round_trips_through_json() -> None:
     assert back.method_config == record.method_config and back.schema == SCHEMA_VERSION
 
 
+def test_report_roles_round_trip_and_default_to_none() -> None:
+    record = _record(proxy_count_field="proxies_per_class", proxy_assignment="static")
+    back = RunRecord.from_json(json.loads(json.dumps(record.to_json())), "folder")
+    assert (back.proxy_count_field, back.proxy_assignment) == ("proxies_per_class", "static")
+    older = {k: v for k, v in record.to_json().items() if not k.startswith("proxy_")}
+    back = RunRecord.from_json(older, "folder")
+    assert (back.proxy_count_field, back.proxy_assignment) == (None, None)
+    with pytest.raises(RecordError, match="proxy_assignment"):
+        RunRecord.from_json({**record.to_json(), "proxy_assignment": 1}, "folder")
+
+
 def test_record_keys_win_over_config_fields_of_the_same_name() -> None:
     record = _record(config={"method": "stale", "variant": "", "seed": 9})
     data = record.to_json()

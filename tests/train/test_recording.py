@@ -35,6 +35,7 @@ def test_the_record_says_what_the_report_needs(swept_run: tuple[RunConfig, RunDa
     config, data = swept_run
     record = run_record(config, "r1", data)
     assert record.family == "proxy"  # declared by the method's spec
+    assert (record.proxy_count_field, record.proxy_assignment) == ("proxies_per_class", "dynamic")
     assert record.sampler == "m_per_class:4"  # proxy_nca_dynamic needs positives
     assert record.swept == {"scale": 3.0} and record.variant == "proxy_nca_dynamic[scale=3.0]"
     assert record.options_changed["lr"] == 0.01 and record.options_changed["steps"] == 6
@@ -50,6 +51,7 @@ def test_the_record_reads_back_the_same(swept_run: tuple[RunConfig, RunData]) ->
     back = RunRecord.from_json(written, "r1")
     assert back.schema == SCHEMA_VERSION and back.swept == {"scale": 3.0}
     assert back.family == "proxy" and back.seed == config.seed
+    assert back.proxy_assignment == "dynamic"
     # Today's setup fields are those schema 0 implied, so old and new runs compare alike.
     assert back.setup == legacy_setup(written)
     assert setup_field_names() == sorted(LEGACY_SETUP_FIELDS)
