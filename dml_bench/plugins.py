@@ -3,7 +3,7 @@
 A plugin distribution declares, in its own ``pyproject.toml``::
 
     [project.entry-points."dml_bench.methods"]
-    multi_similarity = "my_plugin.methods:SPEC"
+    circle = "my_plugin.methods:SPEC"
 
 The entry point's name is the registered name; its object is a :class:`~dml_bench.methods.MethodSpec`
 (or a :class:`~dml_bench.data.DatasetSpec` for ``dml_bench.datasets``). Discovery reads metadata

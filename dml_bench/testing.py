@@ -43,19 +43,22 @@ def check_method(
     spec: MethodSpec[Any],
     config: MethodConfig | None = None,
     *,
-    num_classes: int = 8,
+    num_classes: int | None = None,
     embedding_size: int = 16,
     batch_size: int = 32,
     seed: int = 0,
 ) -> None:
     """Assert that ``spec``, built with ``config`` (default: its default), honours the contract.
 
+    ``num_classes`` defaults to 8, or to as many as a batch of ``m_per_class`` per class needs.
     Deterministic for a given ``seed``; the global torch RNG state is restored afterwards.
     """
     _check_spec_is_valid(spec)
     config = spec.default_config() if config is None else config
     _check_config(spec, config)
     needs = _batch_needs(spec, config, batch_size)
+    if num_classes is None:
+        num_classes = max(8, batch_size // (needs.m_per_class or batch_size))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # proxies are initialised from the global RNG, as in the loop
         generator = torch.Generator().manual_seed(seed)

@@ -234,17 +234,17 @@ def test_example_plugin_lists_trains_records_and_reports(site: Path, tmp_path: P
     dist, version = install_example_plugin(site)
     listing = dml_bench(site, "methods", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    line = method_line(listing.stdout, "multi_similarity")
+    line = method_line(listing.stdout, "circle")
     assert f"{dist} {version}" in line and "4 per class" in line and " pair " in line
-    assert "Multi-Similarity" in line
-    assert f"{dist} {version}" in method_line(listing.stdout, "proxy_anchor")
+    assert "Circle loss" in line
+    assert "built-in" in method_line(listing.stdout, "multi_similarity")
     assert "built-in" in method_line(listing.stdout, "proxy_nca")
 
     results = tmp_path / "results"
     settings = [arg for value in TINY_HERSHEY for arg in ("--set", value)]
     run = dml_bench(
         site,
-        "run", "--methods", "multi_similarity,proxy_nca", "--steps", "4", "--eval-every", "2",
+        "run", "--methods", "circle,proxy_nca", "--steps", "4", "--eval-every", "2",
         "--batch-size", "16", *settings, "--results-dir", str(results),
         "--data-root", str(tmp_path / "data"), "--no-progress",
         cwd=tmp_path,
@@ -255,23 +255,23 @@ def test_example_plugin_lists_trains_records_and_reports(site: Path, tmp_path: P
         for f in results.iterdir()
         if (f / "config.json").exists()
     }
-    assert set(runs) == {"multi_similarity", "proxy_nca"}
+    assert set(runs) == {"circle", "proxy_nca"}
     plugin_origin = {"distribution": dist, "version": version}
-    config = json.loads((runs["multi_similarity"] / "config.json").read_text())
-    env = json.loads((runs["multi_similarity"] / "env.json").read_text())
+    config = json.loads((runs["circle"] / "config.json").read_text())
+    env = json.loads((runs["circle"] / "env.json").read_text())
     assert config["method_origin"] == plugin_origin and env["method_origin"] == plugin_origin
-    assert config["method_config"]["beta"] == 50.0 and config["sampler"] == "m_per_class:4"
+    assert config["method_config"]["gamma"] == 80.0 and config["sampler"] == "m_per_class:4"
     assert (
         json.loads((runs["proxy_nca"] / "env.json").read_text())["method_origin"]["distribution"]
         == "built-in"
     )
-    summary = json.loads((runs["multi_similarity"] / "summary.json").read_text())
+    summary = json.loads((runs["circle"] / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 4
 
     report = dml_bench(site, "report", "--results-dir", str(results), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     table_rows = [line for line in report.stdout.splitlines() if line.startswith("|")]
-    assert any("multi_similarity" in row for row in table_rows), report.stdout
+    assert any("circle" in row for row in table_rows), report.stdout
     assert any("proxy_nca" in row for row in table_rows), report.stdout
 
 

@@ -83,7 +83,11 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
 
 
 @cli.command()
-@click.option("--methods", help="Comma-separated methods (default: the five built-in methods).")
+@click.option(
+    "--methods",
+    help="Comma-separated methods (default: proxy_nca, proxy_nca_dynamic, triplet_semihard, "
+    "lifted_structure, nca).",
+)
 @click.option("--dataset", help="Dataset name, or folder:PATH / csv:FILE (default: hershey).")
 @click.option("--seeds", help="Comma-separated seeds (default: 0).")
 @click.option("--steps", type=int, help="Training steps per run.")

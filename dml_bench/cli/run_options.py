@@ -74,7 +74,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def request_from_options(options: Mapping[str, Any]) -> Any:
-    from dml_bench.methods import BUILTIN_METHODS, METHODS
+    from dml_bench.methods import DEFAULT_METHODS, METHODS
     from dml_bench.train import ExperimentRequest
 
     file = read_config_file(options["config_file"]) if options.get("config_file") else {}
@@ -89,7 +89,7 @@ def request_from_options(options: Mapping[str, Any]) -> Any:
     for key in ("methods", "dataset", "seeds", "preset"):
         run_file.pop(key, None)
 
-    method_names = _parse_methods(methods) if methods is not None else list(BUILTIN_METHODS)
+    method_names = _parse_methods(methods) if methods is not None else list(DEFAULT_METHODS)
     for name in method_names:
         METHODS.get(name)  # unknown names fail here, with the list of valid ones
 

@@ -24,7 +24,17 @@ BUILTIN_METHODS = (
     "triplet_semihard",
     "lifted_structure",
     "nca",
+    "n_pairs",
+    "proxy_anchor",
+    "proxy_nca_pp",
+    "multi_similarity",
+    "contrastive",
+    "soft_triple",
 )
+
+DEFAULT_METHODS = BUILTIN_METHODS[:5]
+"""What ``dml-bench run`` trains without ``--methods``: the paper's comparison (Proxy-NCA, static
+and dynamic, against triplet semi-hard, lifted structure and NCA), a few minutes on a CPU."""
 
 
 def _load(registry: Registry[MethodSpec]) -> None:
@@ -48,6 +58,7 @@ METHODS: Registry[MethodSpec] = Registry("method", loader=_load, validate=_valid
 __all__ = [
     "METHODS",
     "BUILTIN_METHODS",
+    "DEFAULT_METHODS",
     "BatchNeeds",
     "Method",
     "MethodConfig",

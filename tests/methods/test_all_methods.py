@@ -21,9 +21,9 @@ def test_method_passes_check_method(name: str) -> None:
 def test_forward_backward_reaches_embeddings_and_proxies(name: str) -> None:
     spec = METHODS.get(name)
     config = spec.default_config()
-    method = build_method(spec, config, num_classes=10, embedding_size=8)
+    method = build_method(spec, config, num_classes=20, embedding_size=8)
     g = torch.Generator().manual_seed(3)
-    labels = make_batch_labels(spec.batch_needs(config), 10, 40, g)
+    labels = make_batch_labels(spec.batch_needs(config), 20, 40, g)  # 20 classes: n_pairs has m=2
     method.batch_needs.check_labels(labels, name)
     embeddings = torch.randn(40, 8, generator=g, requires_grad=True)
     loss = method.compute_loss(embeddings, labels)

@@ -1,6 +1,6 @@
-"""An example dml-bench plugin: two losses that dml-bench does not ship.
+"""An example dml-bench plugin: a loss that dml-bench does not ship (Circle loss).
 
-Nothing is registered here and nothing heavy is imported: dml-bench finds the methods through the
-``dml_bench.methods`` entry points in ``pyproject.toml`` and imports each module (and with it
-torch and pytorch-metric-learning) only when its method is used.
+Nothing is registered here and nothing heavy is imported: dml-bench finds the method through the
+``dml_bench.methods`` entry point in ``pyproject.toml`` and imports its module (and with it torch
+and pytorch-metric-learning) only when the method is used.
 """
