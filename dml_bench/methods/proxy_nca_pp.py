@@ -23,8 +23,8 @@ switches one off and the report shows what it was worth:
   ``batch_size / m`` classes; ``m_per_class=none`` gives random batches (off, Proxy-NCA's). The
   default m = 4 is dml-bench's usual value, not a number taken from the paper.
 
-Also fields, kept at their ProxyNCA++ values: ``label_smoothing`` 0 (the authors' code sets the
-smoothing constant to 0) and ``proxies_per_class`` 1.
+Also fields, at their Proxy-NCA values: ``label_smoothing`` 0 (none; the 0.1 of some Proxy-NCA
+reproductions is not among ProxyNCA++'s changes) and ``proxies_per_class`` 1.
 
 Not here, and why. Two of the paper's changes act on the *network*, not the loss: **global max
 pooling** (max plus average pooling of the last feature map instead of average alone) and
@@ -33,7 +33,7 @@ a loss, a miner and a batch need (``MethodSpec``); it cannot change the trunk, a
 normalisation inside the loss would train one geometry and evaluate another (the evaluator embeds
 with the network alone). They would need trunk options of the harness (pooling, an embedding
 norm), which it does not have; so they are left out, and ``proxy_nca_pp`` measures the loss-side
-changes only. The paper's fixed (frozen) batch-norm statistics are the run option
+changes only. Frozen batch-norm statistics, common in the reproductions, are the run option
 ``--freeze-bn``, not a method field. Its proxy initialisation (normal, divided by 8) changes
 nothing here: proxies are normalised, only their directions matter.
 """
