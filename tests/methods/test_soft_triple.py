@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from dml_bench.errors import ConfigError
 from dml_bench.methods import ProxyLoss, build_method
-from dml_bench.methods.soft_triple import SEARCH_SPACE, SPEC
+from dml_bench.methods.soft_triple import SEARCH_SPACE, SPEC, WithinClassCentersRegularizer
 
 
 def _brute_force(
@@ -67,6 +67,18 @@ def test_loss_matches_brute_force(values: dict[str, float]) -> None:
         config.tau,
     )  # fmt: skip
     assert method.compute_loss(x, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_regulariser_equals_pml_sparse_centers_regularizer() -> None:
+    from pytorch_metric_learning.regularizers import SparseCentersRegularizer
+
+    weights = torch.randn(5 * 4, 6, generator=torch.Generator().manual_seed(10), requires_grad=True)
+    ours = WithinClassCentersRegularizer(4)(weights)
+    theirs = SparseCentersRegularizer(num_classes=5, centers_per_class=4)(weights)
+    torch.testing.assert_close(ours, theirs)
+    (ours_grad,) = torch.autograd.grad(ours, weights)
+    (theirs_grad,) = torch.autograd.grad(theirs, weights)
+    torch.testing.assert_close(ours_grad, theirs_grad)
 
 
 def test_regulariser_is_counted_with_several_centres() -> None:
