@@ -9,8 +9,8 @@ proxy per class, and each proxy is an *anchor* against the whole batch (Kim et a
 with s the cosine similarity, P+ the proxies of the classes present in the batch, X+_p / X-_p the
 batch's points of p's class / of other classes. A thin wrapper of pytorch-metric-learning's
 ``ProxyAnchorLoss`` (cosine similarity, its ``DivisorReducer`` giving the two averages above,
-proxies initialised ``kaiming_normal_(mode="fan_out")`` as in the authors' code, from the global
-torch RNG that the training loop seeds).
+proxies initialised ``kaiming_normal_(mode="fan_out")`` as in the authors' code, drawn from the
+run's generator through ``reset_parameters``).
 
 Defaults are the paper's implementation details: ``margin`` delta = 0.1, ``alpha`` = 32, and
 the proxies' learning rate scaled up 100 times over the network's for faster convergence:
@@ -97,6 +97,12 @@ class ProxyAnchorConfig(MethodConfig):
 
 class DiagnosableProxyAnchorLoss(ProxyAnchorLoss):
     """PML's Proxy-Anchor loss plus the :class:`~dml_bench.methods.base.ProxyLoss` protocol."""
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PML's (and the authors') initialisation, Kaiming normal with ``mode="fan_out"``, drawn
+        from ``generator`` (the run's, handed in by ``build_method``; see ``RandomInit``)."""
+        torch.nn.init.kaiming_normal_(self.proxies, mode="fan_out", generator=generator)
 
     @property
     def scale(self) -> float:

@@ -35,6 +35,7 @@ similarity, exact for K = 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -166,6 +167,12 @@ class DiagnosableSoftTripleLoss(SoftTripleLoss):
     @property
     def proxies(self) -> torch.Tensor:
         return self.fc.t()
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PML's (the authors') initialisation, Kaiming uniform with ``a = sqrt(5)`` on ``fc``,
+        drawn from ``generator`` (the run's, handed in by ``build_method``; see ``RandomInit``)."""
+        torch.nn.init.kaiming_uniform_(self.fc, a=math.sqrt(5), generator=generator)
 
     @property
     def scale(self) -> float:

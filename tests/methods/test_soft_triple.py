@@ -131,3 +131,18 @@ def test_defaults_are_the_papers() -> None:
 def test_bad_values_are_config_errors(values: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         SPEC.make_config(values)
+
+
+def test_centres_are_drawn_from_the_runs_generator_as_pml_draws_them() -> None:
+    def built(global_seed: int) -> torch.Tensor:
+        torch.manual_seed(global_seed)
+        generator = torch.Generator().manual_seed(12)
+        return build_method(SPEC, SPEC.default_config(), 3, 4, generator=generator).loss.fc
+
+    first = built(0).detach()
+    assert torch.equal(first, built(99).detach())  # not from the global RNG
+    expected = torch.empty(4, 30)
+    torch.nn.init.kaiming_uniform_(
+        expected, a=math.sqrt(5), generator=torch.Generator().manual_seed(12)
+    )
+    assert torch.equal(first, expected)
