@@ -13,7 +13,7 @@ from dml_bench.cli.run_options import (
     request_from_options,
 )
 from dml_bench.errors import ConfigError, UnknownNameError, UserError
-from dml_bench.methods import BUILTIN_METHODS
+from dml_bench.methods import BUILTIN_METHODS, DEFAULT_METHODS
 
 
 def options(**given: Any) -> dict[str, Any]:
@@ -39,9 +39,10 @@ def test_settings_without_a_key_and_value_are_errors(text: str) -> None:
         parse_setting(text)
 
 
-def test_defaults_are_the_builtin_methods_on_hershey_seed_0() -> None:
+def test_defaults_are_the_papers_five_methods_on_hershey_seed_0() -> None:
     request = request_from_options(options())
-    assert request.methods == tuple(BUILTIN_METHODS) and request.dataset == "hershey"
+    assert request.methods == tuple(DEFAULT_METHODS) and request.dataset == "hershey"
+    assert set(DEFAULT_METHODS) < set(BUILTIN_METHODS) and len(DEFAULT_METHODS) == 5
     assert request.seeds == (0,) and request.preset is None and dict(request.run_params) == {}
 
 
