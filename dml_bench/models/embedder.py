@@ -14,9 +14,12 @@ from dml_bench.models.trunks import TRUNKS
 
 
 class Embedder(nn.Module):
-    def __init__(self, trunk: nn.Module, feature_dim: int, embedding_size: int) -> None:
+    def __init__(
+        self, trunk: nn.Module, feature_dim: int, embedding_size: int, trunk_name: str = ""
+    ) -> None:
         super().__init__()
         self.trunk = trunk
+        self.trunk_name = trunk_name  # the registry name, for per-trunk device choices
         self.head = nn.Linear(feature_dim, embedding_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -27,7 +30,7 @@ def build_embedder(
     trunk: str, in_channels: int, embedding_size: int, pretrained: bool, freeze_bn: bool = False
 ) -> Embedder:
     module, feature_dim = TRUNKS.get(trunk).build(in_channels, pretrained)
-    model = Embedder(module, feature_dim, embedding_size)
+    model = Embedder(module, feature_dim, embedding_size, trunk)
     if freeze_bn:
         freeze_batch_norm(model)
     return model

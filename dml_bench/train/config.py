@@ -71,7 +71,7 @@ class RunConfig:
     crop: int = 227
     val_classes: float = 0.0
     # evaluation and diagnostics
-    eval_every: int = 200
+    eval_every: int = 100
     diagnostics: bool = True
     diagnostic_classes: int = 32
     diagnostic_per_class: int = 4

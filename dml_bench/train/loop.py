@@ -164,7 +164,7 @@ def prepare_model(config: RunConfig, data: RunData, device: torch.device) -> Emb
             pretrained=config.pretrained,
             freeze_bn=config.freeze_bn,
         )
-    policy = device_policy(device, config.amp)
+    policy = device_policy(device, config.amp, model.trunk_name)
     model = model.to(device)
     if policy.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -268,7 +268,7 @@ def build_context(
     """Build the network, method, optimiser and batch plan of a run (nothing restored yet)."""
     model = prepare_model(config, data, device)
     method = build_run_method(config, data, device)
-    policy = device_policy(device, config.amp)
+    policy = device_policy(device, config.amp, model.trunk_name)
     return RunContext(
         config=config,
         data=data,
