@@ -56,9 +56,13 @@ def test_a_sweeps_default_point_is_the_plain_run() -> None:
 
 
 def test_the_default_run_ids_are_those_of_the_records_already_written() -> None:
-    """Planning moved modules; run ids must not move with it (they name existing folders)."""
+    """Planning moved modules; run ids must not move with it (they name existing folders).
+
+    Records written before the default became an evaluation every 100 steps (issue 20) were
+    planned with ``eval_every=200``: asked for that, planning gives their ids."""
     methods = ("proxy_nca", "proxy_nca_dynamic", "triplet_semihard", "lifted_structure", "nca")
-    ids = [c.run_id() for c in plan_runs(ExperimentRequest(methods=methods))]
+    old_default = ExperimentRequest(methods=methods, run_params={"eval_every": 200})
+    ids = [c.run_id() for c in plan_runs(old_default)]
     assert ids == [  # as planned before the run-record format had an owner
         "hershey-proxy_nca-seed0-b3c1fd3c75",
         "hershey-proxy_nca_dynamic-seed0-e375b7eb77",
