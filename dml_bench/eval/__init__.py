@@ -5,7 +5,7 @@ are exported for tests and for plugin authors who want the same definitions.
 """
 
 from dml_bench.eval.clustering import KMeansResult, clustering_nmi, kmeans
-from dml_bench.eval.evaluator import evaluate, first_positive_ranks, retrieval_metrics
+from dml_bench.eval.evaluator import evaluate, retrieval_metrics
 from dml_bench.eval.knn import EmbeddingShapeError, nearest_neighbors, topk_lowest_index_first
 from dml_bench.eval.metrics import (
     MetricInputError,
@@ -26,7 +26,6 @@ __all__ = [
     "average_precision_at_r_per_query",
     "clustering_nmi",
     "evaluate",
-    "first_positive_ranks",
     "kmeans",
     "map_at_r",
     "nearest_neighbors",

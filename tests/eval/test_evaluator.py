@@ -11,8 +11,6 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from dml_bench.errors import UserError
 from dml_bench.eval import evaluate, kmeans
-from dml_bench.eval.evaluator import NO_POSITIVE_RANK, _ClassIndex, first_positive_ranks
-from dml_bench.eval.knn import normalize, scan_neighbours, similarity_margin
 
 MLRC = {
     "p@1": "precision_at_1",
@@ -133,64 +131,3 @@ def test_only_lone_classes_give_nan_for_musgrave_metrics() -> None:
 def test_bad_input_raises_user_error(labels: torch.Tensor, ks: tuple[int, ...]) -> None:
     with pytest.raises(UserError):
         evaluate(torch.randn(10, 3), labels, ks)
-
-
-def brute_force_first_positive_ranks(embeddings: torch.Tensor, labels: torch.Tensor) -> list[int]:
-    """Position of each query's first class-mate in its (-similarity, index) order; -1 if none."""
-    normalized = torch.nn.functional.normalize(embeddings.double(), dim=1)
-    ranks = []
-    for i in range(len(labels)):
-        sims = (normalized @ normalized[i]).tolist()
-        order = [j for _, j in sorted((-s, j) for j, s in enumerate(sims) if j != i)]
-        hits = [p for p, j in enumerate(order) if labels[j] == labels[i]]
-        ranks.append(hits[0] if hits else -1)
-    return ranks
-
-
-def lattice_embeddings(num_items: int, seed: int) -> torch.Tensor:
-    """Vectors with four entries of +-1 among eight: unit-normalised entries are +-0.5 exactly, so
-    every cosine similarity is a multiple of 1/4, computed exactly by any kernel (many true ties).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    embeddings = torch.zeros(num_items, 8, dtype=torch.float64)
-    for row in embeddings:
-        slots = torch.randperm(8, generator=generator)[:4]
-        row[slots] = torch.randint(0, 2, (4,), generator=generator).double() * 2 - 1
-    return embeddings
-
-
-@pytest.mark.parametrize(
-    ("block_rows", "head", "budget"), [(16, 16, None), (16, 32, 60), (40, 8, 1)]
-)
-@pytest.mark.parametrize("exact_ties", [False, True])
-def test_first_positive_ranks_match_brute_force(
-    block_rows: int, head: int, budget: int | None, exact_ties: bool
-) -> None:
-    # Small blocks, heads and budgets make some queries "counted" (best class-mate below the
-    # running threshold, possibly only after a compaction) and leave others kept as candidates,
-    # on both sides of the symmetric tiles.
-    embeddings, labels = clustered(120, 30, 6, 1.2, 8, torch.float64)
-    if exact_ties:  # ties at the best class-mate's similarity, resolved by index
-        embeddings = lattice_embeddings(120, 9)
-    labels[0] = 99  # one lone query
-    normalized = normalize(embeddings)
-    classes = _ClassIndex.build(labels)
-    expected = brute_force_first_positive_ranks(embeddings, labels)
-    watch = classes.best_positive_similarity(normalized, 0, 120)
-    margin = similarity_margin(normalized)
-    got = [0] * 120
-    counted = torch.zeros(120, dtype=torch.bool)
-    for block in scan_neighbours(
-        normalized,
-        3,
-        watch=watch,
-        block_rows=block_rows,
-        head_columns=head,
-        candidate_budget=budget,
-    ):
-        stop = block.start + len(block.counted)
-        ranks = first_positive_ranks(block, labels, watch[block.start : stop], margin)
-        got[block.start : stop] = [-1 if r == NO_POSITIVE_RANK else r for r in ranks.tolist()]
-        counted[block.start : stop] = block.counted
-    assert got == expected
-    assert counted.any() and not counted.all()  # both paths exercised

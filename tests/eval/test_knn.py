@@ -6,12 +6,7 @@ import pytest
 import torch
 
 from dml_bench.errors import UserError
-from dml_bench.eval.knn import (
-    nearest_neighbors,
-    normalize,
-    scan_neighbours,
-    topk_lowest_index_first,
-)
+from dml_bench.eval.knn import nearest_neighbors, topk_lowest_index_first
 
 
 def brute_force_neighbors(
@@ -102,41 +97,3 @@ def test_bad_input_raises_user_error(embeddings: torch.Tensor, k: int) -> None:
 def test_bad_chunk_size_raises_user_error() -> None:
     with pytest.raises(UserError, match="chunk_size"):
         nearest_neighbors(torch.randn(5, 3), 1, chunk_size=0)
-
-
-@pytest.mark.parametrize(
-    ("block_rows", "head", "budget"),
-    # Small blocks and heads force the symmetric tiles (each feeding a row and a column block),
-    # threshold raises and compaction; 24 and 7 are not multiples of the group size.
-    [(16, 16, None), (32, 32, 40), (24, 16, 30), (7, 20, 1), (70, None, None)],
-)
-def test_scan_keeps_the_exact_top_list(
-    block_rows: int, head: int | None, budget: int | None
-) -> None:
-    embeddings = torch.randn(70, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    normalized = normalize(embeddings)
-    _, expected = brute_force_neighbors(embeddings, 6, exclude_self=True)
-    seen = torch.zeros(70, dtype=torch.bool)
-    for block in scan_neighbours(
-        normalized, 6, block_rows=block_rows, head_columns=head, candidate_budget=budget
-    ):
-        stop = block.start + len(block.counted)
-        top = block.positions < 6
-        assert torch.equal(block.columns[top].view(-1, 6), expected[block.start : stop])
-        direct = (normalized[block.start + block.rows] * normalized[block.columns]).sum(dim=1)
-        torch.testing.assert_close(block.values, direct)
-        seen[block.start : stop] = True
-    assert seen.all()
-
-
-def test_scan_resolves_ties_across_tiles() -> None:
-    a, b = [1.0, 0.0], [0.0, 1.0]
-    embeddings = torch.tensor([b, a, a, b, a, b] * 6, dtype=torch.float64)
-    normalized = normalize(embeddings)
-    _, expected = brute_force_neighbors(embeddings, 7, exclude_self=True)
-    got = torch.empty(36, 7, dtype=torch.long)
-    for block in scan_neighbours(normalized, 7, block_rows=16, head_columns=8, candidate_budget=50):
-        got[block.start : block.start + len(block.counted)] = block.columns[
-            block.positions < 7
-        ].view(-1, 7)
-    assert torch.equal(got, expected)
