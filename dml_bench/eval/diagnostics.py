@@ -10,7 +10,7 @@ distances (``d(x,y) < d(x,z)`` vs ``d(x,p(y)) < d(x,p(z))``) on triplets from
 Conventions. d is the squared Euclidean distance between L2-normalised embeddings and
 L2-normalised proxies (the loss's own, see ``dml_bench.methods._proxies``); eps is the plain
 (not squared) Euclidean distance, as in the paper. p(x) is the proxy the loss assigns
-(``ProxyLoss.assign``: static = nearest proxy of x's class, dynamic = nearest proxy overall).
+(``Proxies.assign``: static = nearest proxy of x's class, dynamic = nearest proxy overall).
 In-batch triplets (x, y, z): x and y distinct points of one class, z a point of another class.
 
 The proxy terms substitute proxies for points *term by term* in the data terms: the same anchors,
@@ -21,22 +21,39 @@ all other classes' proxies, not only the batch's). Label smoothing is not applie
 
 Everything runs under ``no_grad``, vectorised, on the embeddings' device. A term that the batch
 cannot provide (no positive pair, e.g. a random batch of singletons) is ``nan``.
+
+These are pure functions of tensors and a :class:`Proxies` view; a method that wants them in its
+run's ``metrics.csv`` supplies them through its spec (``MethodSpec.diagnostics``; the proxy
+methods do, in :func:`dml_bench.methods._proxies.proxy_diagnostics`). Nothing here knows methods.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from dml_bench.methods.base import ProxyLoss
-
 logger = logging.getLogger(__name__)
 
 Denominator = Literal["negatives", "all"]
+
+
+class Proxies(Protocol):
+    """What the diagnostics read of a proxy loss (any ``methods.base.ProxyLoss`` provides it).
+
+    ``scale``: the softmax scale on squared distances. ``assign(embeddings, labels)``: the index
+    of p(x) for each embedding. ``normalized_proxies()``: the proxies as the loss uses them.
+    """
+
+    @property
+    def scale(self) -> float: ...
+
+    def assign(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
+
+    def normalized_proxies(self) -> torch.Tensor: ...
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -48,7 +65,7 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def proxy_bound_terms(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
-    proxy_loss: ProxyLoss,
+    proxy_loss: Proxies,
     *,
     margin: float = 0.2,
     denominator: Denominator | None = None,
@@ -170,7 +187,7 @@ def _uniform_choice(mask: torch.Tensor, generator: torch.Generator) -> torch.Ten
 def order_agreement(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
-    proxy_loss: ProxyLoss,
+    proxy_loss: Proxies,
     triplets: torch.Tensor,
 ) -> float:
     """Fraction of triplets on which data and proxies order the distances alike (RQ3).

@@ -10,6 +10,7 @@ import importlib
 
 from dml_bench.methods.base import (
     BatchNeeds,
+    DiagnosticBatch,
     Method,
     MethodConfig,
     MethodSpec,
@@ -60,6 +61,7 @@ __all__ = [
     "BUILTIN_METHODS",
     "DEFAULT_METHODS",
     "BatchNeeds",
+    "DiagnosticBatch",
     "Method",
     "MethodConfig",
     "MethodSpec",

@@ -30,6 +30,7 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from torch import nn
 
 from dml_bench.errors import ConfigError
+from dml_bench.methods.base import DiagnosticBatch, ProxyLoss
 
 logger = logging.getLogger(__name__)
 
@@ -179,3 +180,22 @@ class ProxyNCABase(BaseMetricLossFunction):
 
 def _device_of(generator: torch.Generator | None) -> torch.device:
     return torch.device("cpu") if generator is None else generator.device
+
+
+def proxy_diagnostics(loss: nn.Module, batch: DiagnosticBatch) -> dict[str, float]:
+    """The RQ1 and RQ3 diagnostics of a proxy loss (``MethodSpec.diagnostics`` of both methods).
+
+    RQ1: the paper's bound compared term by term on the diagnostic batch
+    (:func:`~dml_bench.eval.diagnostics.proxy_bound_terms`); RQ3: how often proxies keep the order
+    of distances on ``batch.num_samples`` triplets drawn from ``batch.generator``
+    (:func:`~dml_bench.eval.diagnostics.order_agreement`).
+    """
+    from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
+
+    if not isinstance(loss, ProxyLoss):
+        raise TypeError(f"proxy diagnostics need a ProxyLoss, got {type(loss).__name__}")
+    embeddings, labels = batch.embeddings, batch.labels
+    terms = proxy_bound_terms(embeddings, labels, loss)
+    triplets = sample_triplets(labels.cpu(), batch.num_samples, batch.generator).to(labels.device)
+    terms["order_agreement"] = order_agreement(embeddings, labels, loss, triplets)
+    return terms

@@ -107,6 +107,28 @@ MinerBuilder = Callable[[Any], nn.Module]
 
 
 @dataclass(frozen=True)
+class DiagnosticBatch:
+    """The fixed diagnostic batch of a run, embedded by the current network at an evaluation.
+
+    ``embeddings`` / ``labels``: the same training images at every evaluation (PAPER.md, RQ1 and
+    RQ3). ``generator``: seeded by the run, fresh at every evaluation, for any random sampling a
+    diagnostic needs (e.g. triplets). ``num_samples``: how many such samples the run asks for
+    (``RunConfig.diagnostic_triplets``).
+    """
+
+    embeddings: torch.Tensor
+    labels: torch.Tensor
+    generator: torch.Generator
+    num_samples: int
+
+
+#: ``diagnostics(loss, batch)``: named floats for ``metrics.csv`` (one column each), computed from
+#: the built loss module on the diagnostic batch. The host calls it under ``no_grad``, in eval
+#: mode, at every evaluation, and only for methods that supply one.
+DiagnosticsFn = Callable[[nn.Module, DiagnosticBatch], dict[str, float]]
+
+
+@dataclass(frozen=True)
 class MethodSpec(Generic[C]):
     """A registered method.
 
@@ -123,6 +145,8 @@ class MethodSpec(Generic[C]):
     p(x) is chosen, ``"static"`` (among the proxies of x's class) or ``"dynamic"`` (the nearest
     proxy overall), the two sides of RQ5. Both are ``None`` for a method without proxies, and
     may be ``None`` for a proxy method that does not take part in RQ5.
+    ``diagnostics``, if given, is a :data:`DiagnosticsFn` whose named values join each evaluation
+    row (the proxy methods give the RQ1/RQ3 terms of :mod:`dml_bench.eval.diagnostics`).
     """
 
     name: str
@@ -135,6 +159,7 @@ class MethodSpec(Generic[C]):
     needs_positives: bool = True
     proxy_count_field: str | None = None
     proxy_assignment: Literal["static", "dynamic"] | None = None
+    diagnostics: DiagnosticsFn | None = None
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -179,9 +204,10 @@ def validate_spec(spec: Any) -> None:
             problems.append("every config_cls field needs a default")
     if not callable(getattr(spec, "build_loss", None)):
         problems.append("build_loss must be callable")
-    miner = getattr(spec, "build_miner", None)
-    if miner is not None and not callable(miner):
-        problems.append("build_miner must be callable or None")
+    for attr in ("build_miner", "diagnostics"):
+        value = getattr(spec, attr, None)
+        if value is not None and not callable(value):
+            problems.append(f"{attr} must be callable or None")
     if getattr(spec, "family", None) not in ("proxy", "pair"):
         problems.append("family must be 'proxy' or 'pair'")
     problems += _role_problems(spec, cls)
@@ -233,6 +259,18 @@ class Method:
     @property
     def proxy_loss(self) -> ProxyLoss | None:
         return self.loss if isinstance(self.loss, ProxyLoss) else None
+
+    @property
+    def has_diagnostics(self) -> bool:
+        return self.spec.diagnostics is not None
+
+    def diagnose(self, batch: DiagnosticBatch) -> dict[str, float]:
+        """The spec's diagnostics on ``batch`` (none if it has none), as plain floats."""
+        if self.spec.diagnostics is None:
+            return {}
+        with torch.no_grad():
+            values = self.spec.diagnostics(self.loss, batch)
+        return {str(name): float(value) for name, value in values.items()}
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mine (without gradients) then compute the loss, as pytorch-metric-learning does."""

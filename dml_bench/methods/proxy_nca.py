@@ -27,6 +27,7 @@ from dml_bench.methods._proxies import (
     ProxyNCABase,
     check_common_fields,
     nca_over_proxies,
+    proxy_diagnostics,
 )
 from dml_bench.methods.base import MethodConfig, MethodSpec
 
@@ -146,6 +147,7 @@ SPEC: MethodSpec[ProxyNCAConfig] = MethodSpec(
     build_loss=build_loss,
     build_miner=None,
     family="proxy",
+    diagnostics=proxy_diagnostics,
     needs_positives=False,
     proxy_count_field="proxies_per_class",
     proxy_assignment="static",

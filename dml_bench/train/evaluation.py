@@ -1,4 +1,4 @@
-"""Evaluation inside a run: embed a split, score it, and the proxy diagnostics (RQ1, RQ3)."""
+"""Evaluation inside a run: embed a split, score it, and the method's own diagnostics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from dml_bench.data import DMLDataset
 from dml_bench.methods import Method
+from dml_bench.methods.base import DiagnosticBatch
 from dml_bench.models import Embedder
 from dml_bench.train.config import RunConfig
 from dml_bench.train.data import BatchedItems, collate
@@ -123,19 +124,14 @@ def compute_diagnostics(
     config: RunConfig,
     device: torch.device,
 ) -> dict[str, float]:
-    """RQ1 (proxy vs data-point loss, proxy error eps) and RQ3 (order agreement) on a fixed
-    diagnostic batch of training images, embedded with the current network."""
-    from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
-
-    proxy_loss = method.proxy_loss
-    assert proxy_loss is not None
+    """The method's diagnostics (``MethodSpec.diagnostics``; for the proxy methods RQ1 and RQ3)
+    on a fixed diagnostic batch of training images, embedded with the current network."""
+    if not method.has_diagnostics:
+        return {}
     embeddings, labels = embed_dataset(model, train, config, device, EmbeddingProgress(), indices)
-    with torch.no_grad():
-        terms = proxy_bound_terms(embeddings, labels, proxy_loss)
-        g = torch.Generator().manual_seed(config.seed + 104729)
-        triplets = sample_triplets(labels.cpu(), config.diagnostic_triplets, g).to(labels.device)
-        terms["order_agreement"] = order_agreement(embeddings, labels, proxy_loss, triplets)
-    return {k: float(v) for k, v in terms.items()}
+    generator = torch.Generator().manual_seed(config.seed + 104729)
+    batch = DiagnosticBatch(embeddings, labels, generator, config.diagnostic_triplets)
+    return method.diagnose(batch)
 
 
 def retrieval_examples(

@@ -470,7 +470,7 @@ def evaluation_row(ctx: RunContext, stop: StopFlag | None = None) -> dict[str, A
             ctx.model, data.val, ks, config, ctx.device, ctx.progress, "val", stop
         )
         row.update({f"val_{k}": v for k, v in val.items()})
-    if config.diagnostics and ctx.method.proxy_loss is not None and len(ctx.diag) >= 4:
+    if config.diagnostics and ctx.method.has_diagnostics and len(ctx.diag) >= 4:
         row.update(
             compute_diagnostics(ctx.model, ctx.method, data.train, ctx.diag, config, ctx.device)
         )

@@ -1,8 +1,10 @@
-"""The method interface: batch needs, spec validation (report roles included), building."""
+"""The method interface: batch needs, spec validation (report roles included), building, and
+the diagnostics hook."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +13,11 @@ import torch
 from torch import nn
 
 from dml_bench.errors import ConfigError, PluginError
+from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
 from dml_bench.methods import METHODS
 from dml_bench.methods.base import (
     BatchNeeds,
+    DiagnosticBatch,
     MethodConfig,
     MethodSpec,
     build_method,
@@ -193,3 +197,54 @@ def test_build_loss_must_return_a_module() -> None:
     spec = _spec(build_loss=lambda n, d, c: "not a module")
     with pytest.raises(PluginError, match="not a torch.nn.Module"):
         build_method(spec, spec.default_config(), num_classes=3, embedding_size=2)
+
+
+def batch(seed: int = 0) -> DiagnosticBatch:
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(16, 8, generator=generator)
+    labels = torch.arange(4).repeat_interleave(4)
+    return DiagnosticBatch(embeddings, labels, torch.Generator().manual_seed(seed + 1), 100)
+
+
+@pytest.mark.parametrize("name", ["proxy_nca", "proxy_nca_dynamic"])
+def test_proxy_methods_diagnose_with_the_eval_functions(name: str) -> None:
+    spec = METHODS.get(name)
+    method = build_method(spec, spec.make_config({}), num_classes=4, embedding_size=8)
+    got = method.diagnose(batch())
+    data = batch()
+    loss = method.proxy_loss
+    assert loss is not None
+    expected = proxy_bound_terms(data.embeddings, data.labels, loss)
+    triplets = sample_triplets(data.labels, 100, torch.Generator().manual_seed(1))
+    expected["order_agreement"] = order_agreement(data.embeddings, data.labels, loss, triplets)
+    assert list(got) == list(expected)  # the metrics.csv columns, in their order
+    assert got == pytest.approx(expected)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in got.values())
+
+
+@pytest.mark.parametrize("name", ["triplet_semihard", "lifted_structure", "nca"])
+def test_methods_without_diagnostics_give_none(name: str) -> None:
+    spec = METHODS.get(name)
+    method = build_method(spec, spec.make_config({}), num_classes=4, embedding_size=8)
+    assert not method.has_diagnostics and method.diagnose(batch()) == {}
+
+
+def test_a_spec_supplies_its_own_diagnostics() -> None:
+    calls = []
+
+    def diagnostics(loss: torch.nn.Module, data: DiagnosticBatch) -> dict[str, float]:
+        calls.append((loss, torch.is_grad_enabled()))
+        return {"mean_norm": data.embeddings.norm(dim=1).mean()}  # a tensor: made a float
+
+    spec = dataclasses.replace(METHODS.get("nca"), diagnostics=diagnostics)
+    method = build_method(spec, spec.make_config({}), num_classes=4, embedding_size=8)
+    data = batch()
+    got = method.diagnose(data)
+    assert got == {"mean_norm": pytest.approx(float(data.embeddings.norm(dim=1).mean()))}
+    assert type(got["mean_norm"]) is float
+    assert calls == [(method.loss, False)]  # the built loss, under no_grad
+
+
+def test_a_non_callable_diagnostics_is_an_invalid_spec() -> None:
+    with pytest.raises(PluginError, match="diagnostics must be callable"):
+        dataclasses.replace(METHODS.get("nca"), diagnostics="terms")  # type: ignore[arg-type]
