@@ -159,3 +159,22 @@ def config_hash(data: Mapping[str, Any], length: int = 10) -> str:
     """A stable short hash of a JSON-ready mapping (keys sorted)."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def config_class_problems(cls: Any, base: type) -> list[str]:
+    """What keeps ``cls`` from being a registered component's config class, as phrases.
+
+    One standard for methods and datasets alike (both validators use it): a frozen dataclass
+    subclassing ``base`` whose every field has a default, so ``cls()`` is the default config.
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return ["config_cls must be a dataclass type"]
+    if not issubclass(cls, base):
+        return [f"config_cls must subclass {base.__module__}.{base.__qualname__}"]
+    if not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        return ["config_cls must be a frozen dataclass"]
+    try:
+        cls()
+    except TypeError:
+        return ["every config_cls field needs a default"]
+    return []

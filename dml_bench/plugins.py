@@ -14,14 +14,15 @@ only; the plugin module is imported the first time its name is used, and the obj
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from dml_bench.errors import PluginError
-from dml_bench.registry import Origin, Registry
+from dml_bench.registry import BUILTIN, Origin, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +88,26 @@ def load_plugins(group: str, registry: Registry[Any], expected: type) -> None:
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         origin = entry_point_origin(ep)
         registry.register_lazy(ep.name, _loader(ep, origin, expected, group), origin)
+
+
+def registry_loader(
+    package: str, modules: Sequence[str], group: str, expected: type
+) -> Callable[[Registry[Any]], None]:
+    """The one loader of a registry: built-ins first, then the plugins of ``group``.
+
+    Each built-in lives in ``package.<name>`` and exposes ``SPEC``, registered under its module's
+    name (one file per component, names that match), through the same validation as plugins.
+    """
+
+    def load(registry: Registry[Any]) -> None:
+        for module_name in modules:
+            spec = importlib.import_module(f"{package}.{module_name}").SPEC
+            if not isinstance(spec, expected) or getattr(spec, "name", None) != module_name:
+                raise PluginError(
+                    f"{package}.{module_name} must define SPEC, a {expected.__name__} named "
+                    f"{module_name!r} ({BUILTIN} components are named after their module)."
+                )
+            registry.register(module_name, spec)
+        load_plugins(group, registry, expected)
+
+    return load

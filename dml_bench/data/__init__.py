@@ -2,46 +2,38 @@
 
 from __future__ import annotations
 
-import importlib
-
 from dml_bench.data.base import (
+    BatchedDataset,
     DataRequest,
     DatasetConfig,
     DatasetSpec,
     DMLDataset,
+    HasThumbnails,
     Located,
+    PixelSource,
+    PreparedLookup,
     assert_class_disjoint,
     default_data_root,
+    validate_dataset_spec,
 )
+from dml_bench.plugins import DATASETS_GROUP, registry_loader
 from dml_bench.registry import Registry
 
-BUILTIN_DATASETS = ("hershey", "cub200", "cars196", "sop", "folder", "csv_file")
+BUILTIN_DATASETS = ("hershey", "cub200", "cars196", "sop", "folder", "csv")
 
 
-def _load(registry: Registry[DatasetSpec]) -> None:
-    for module_name in BUILTIN_DATASETS:
-        try:
-            module = importlib.import_module(f"dml_bench.data.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"dml_bench.data.{module_name}":
-                continue  # not written yet
-            raise
-        registry.register(module.SPEC.name, module.SPEC)
-    from dml_bench.plugins import load_plugins
-
-    load_plugins("dml_bench.datasets", registry, DatasetSpec)
-
-
-def _validate(entry: object) -> None:
-    from dml_bench.data.base import validate_dataset_spec
-
-    validate_dataset_spec(entry)
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset", loader=_load, validate=_validate)
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset",
+    loader=registry_loader(__name__, BUILTIN_DATASETS, DATASETS_GROUP, DatasetSpec),
+    validate=validate_dataset_spec,
+)
 
 __all__ = [
     "DATASETS",
+    "BatchedDataset",
+    "HasThumbnails",
+    "PixelSource",
+    "PreparedLookup",
     "DataRequest",
     "DatasetConfig",
     "DatasetSpec",

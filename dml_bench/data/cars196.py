@@ -146,6 +146,7 @@ def build(request: DataRequest, config: Cars196Config) -> ImageListDataset:
         transform=resolve_transform(request),
         name=f"cars196/{split}",
         class_names=[names[c - 1] if 0 < c <= len(names) else str(c) for c in class_ids],
+        prepared=request.prepared,
     )
 
 

@@ -129,6 +129,7 @@ def build(request: DataRequest, config: CUB200Config) -> ImageListDataset:
         transform=resolve_transform(request),
         name=f"cub200/{split}",
         class_names=[names.get(c, str(c)) for c in class_ids],
+        prepared=request.prepared,
     )
 
 

@@ -96,6 +96,7 @@ def build(request: DataRequest, config: FolderConfig) -> ImageListDataset:
         classes=train if split == "train" else test,
         transform=resolve_transform(request),
         name=f"folder/{split}",
+        prepared=request.prepared,
     )
 
 

@@ -24,9 +24,9 @@ The split is class-disjoint: a seeded half of the classes trains, the other half
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ from dml_bench.config import config_hash, to_dict
 from dml_bench.data.base import DataRequest, DatasetConfig, DatasetSpec, Located
 from dml_bench.data.images import check_split, seeded_class_split
 from dml_bench.errors import ConfigError
-from dml_bench.store.write import create_temporary
+from dml_bench.store.write import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -300,20 +300,15 @@ def cache_path(root: Path, config: HersheyConfig) -> Path:
 
 def _write_atomically(path: Path, data: HersheyImages) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = create_temporary(path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(
-                file,
-                images=data.images,
-                class_index=data.class_index,
-                class_ids=np.asarray(data.class_ids, dtype=str),
-                format=np.asarray(FORMAT_VERSION),
-            )
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        images=data.images,
+        class_index=data.class_index,
+        class_ids=np.asarray(data.class_ids, dtype=str),
+        format=np.asarray(FORMAT_VERSION),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _read_cache(path: Path, config: HersheyConfig) -> HersheyImages | None:

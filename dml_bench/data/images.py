@@ -12,18 +12,15 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dml_bench.data.base import DataRequest, Split
+from dml_bench.data.base import DataRequest, PixelSource, PreparedLookup, Split
 from dml_bench.data.transforms import photo_transforms
 from dml_bench.errors import ConfigError, DatasetNotFoundError
-
-if TYPE_CHECKING:
-    from dml_bench.data.prepared import PreparedImages
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +226,8 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     ``classes`` are the split's original class ids in label order; ``labels`` are contiguous
     ``0..C-1``; ``class_names`` are readable names in label order (the ids when the dataset has
-    no names). ``transform`` receives the PIL RGB image, or, when a prepared cache is attached
+    no names). ``transform`` receives the PIL RGB image, or, when ``prepared`` (the request's
+    :data:`~dml_bench.data.base.PreparedLookup`) finds a cache of exactly these files
     (:mod:`dml_bench.data.prepared`), the same image already resized, as a uint8 tensor.
     """
 
@@ -241,6 +239,7 @@ class ImageListDataset(torch.utils.data.Dataset):
         transform: Callable[[Any], Any] | None,
         name: str,
         class_names: Sequence[str] | None = None,
+        prepared: PreparedLookup | None = None,
     ) -> None:
         if len(paths) != len(item_classes):
             raise ValueError("paths and item_classes must have the same length")
@@ -252,7 +251,7 @@ class ImageListDataset(torch.utils.data.Dataset):
             raise ValueError("class_names must have one entry per class")
         self.transform = transform
         self.name = name
-        self.prepared: PreparedImages | None = None
+        self.prepared: PixelSource | None = prepared(self.paths) if prepared else None
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -34,7 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -333,19 +333,28 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
 
 
 # ----------------------------------------------------------------------------- runs and the CLI
-def attach_prepared(
-    dataset: Any, data_root: Path, name: str, split: str, resize: int
-) -> Path | None:
-    """Let ``dataset`` read its images from a matching cache, if there is one; return its folder.
+@dataclass
+class PreparedCaches:
+    """The :data:`~dml_bench.data.base.PreparedLookup` of one split that a run hands in through
+    its ``DataRequest``: looks for the complete, fresh cache of the files the dataset lists, and
+    remembers the ones it served (``served``, for the run's record).
 
-    Only the image-list datasets (CUB, Cars, SOP, folder, CSV) are served from caches: their
-    transform is :func:`~dml_bench.data.transforms.photo_transforms`, whose first step the cache
-    has already applied.
+    Only the image-list datasets (CUB, Cars, SOP, folder, CSV) ask: their transform is
+    :func:`~dml_bench.data.transforms.photo_transforms`, whose first step the cache has already
+    applied.
     """
-    if not isinstance(dataset, ImageListDataset):
-        return None
-    dataset.prepared = find_prepared(data_root, name, split, resize, dataset.paths)
-    return dataset.prepared.folder if dataset.prepared is not None else None
+
+    data_root: Path
+    dataset: str
+    split: str
+    resize: int
+    served: list[Path] = field(default_factory=list)
+
+    def __call__(self, paths: Sequence[Path]) -> PreparedImages | None:
+        prepared = find_prepared(self.data_root, self.dataset, self.split, self.resize, paths)
+        if prepared is not None and prepared.folder not in self.served:
+            self.served.append(prepared.folder)
+        return prepared
 
 
 def prepare_splits(

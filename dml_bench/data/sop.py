@@ -101,6 +101,7 @@ def build(request: DataRequest, config: SOPConfig) -> ImageListDataset:
         classes=classes,
         transform=resolve_transform(request),
         name=f"sop/{split}",
+        prepared=request.prepared,
     )
 
 

@@ -7,12 +7,11 @@ Model selection and early stopping must never look at the test classes (zero-sho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
-from dml_bench.data.base import DMLDataset
+from dml_bench.data.base import DMLDataset, HasThumbnails
 from dml_bench.errors import ConfigError
 
 
@@ -34,8 +33,10 @@ class ClassSubset(torch.utils.data.Dataset):
         image, _ = self.dataset[self.indices[index]]
         return image, self.labels[index]
 
-    def thumbnail(self, index: int, size: int = 64) -> Any:
-        return self.dataset.thumbnail(self.indices[index], size)  # type: ignore[attr-defined]
+    def thumbnail(self, index: int, size: int = 64) -> np.ndarray:
+        if not isinstance(self.dataset, HasThumbnails):
+            raise TypeError(f"{type(self.dataset).__name__} has no thumbnails")
+        return self.dataset.thumbnail(self.indices[index], size)
 
 
 def split_train_classes(

@@ -6,8 +6,6 @@ constant ``SPEC``; they are registered through the same path as plugins, lazily,
 
 from __future__ import annotations
 
-import importlib
-
 from dml_bench.methods.base import (
     BatchNeeds,
     DiagnosticBatch,
@@ -16,7 +14,9 @@ from dml_bench.methods.base import (
     MethodSpec,
     ProxyLoss,
     build_method,
+    validate_spec,
 )
+from dml_bench.plugins import METHODS_GROUP, registry_loader
 from dml_bench.registry import Registry
 
 BUILTIN_METHODS = (
@@ -38,23 +38,11 @@ DEFAULT_METHODS = BUILTIN_METHODS[:5]
 and dynamic, against triplet semi-hard, lifted structure and NCA), a few minutes on a CPU."""
 
 
-def _load(registry: Registry[MethodSpec]) -> None:
-    for module_name in BUILTIN_METHODS:
-        spec = importlib.import_module(f"dml_bench.methods.{module_name}").SPEC
-        assert spec.name == module_name, f"{module_name}.py must register {module_name!r}"
-        registry.register(spec.name, spec)
-    from dml_bench.plugins import load_plugins
-
-    load_plugins("dml_bench.methods", registry, MethodSpec)
-
-
-def _validate(entry: object) -> None:
-    from dml_bench.methods.base import validate_spec
-
-    validate_spec(entry)
-
-
-METHODS: Registry[MethodSpec] = Registry("method", loader=_load, validate=_validate)
+METHODS: Registry[MethodSpec] = Registry(
+    "method",
+    loader=registry_loader(__name__, BUILTIN_METHODS, METHODS_GROUP, MethodSpec),
+    validate=validate_spec,
+)
 
 __all__ = [
     "METHODS",

@@ -12,7 +12,6 @@ learning rate (``MethodConfig.loss_lr``), samples batches as :class:`BatchNeeds`
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
@@ -20,7 +19,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import nn
 
-from dml_bench.config import build_config
+from dml_bench.config import build_config, config_class_problems
 from dml_bench.errors import ConfigError, PluginError
 
 
@@ -190,18 +189,7 @@ def validate_spec(spec: Any) -> None:
     name = getattr(spec, "name", None)
     if not isinstance(name, str) or not name.isidentifier():
         problems.append(f"name must be an identifier-like string, got {name!r}")
-    cls = getattr(spec, "config_cls", None)
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        problems.append("config_cls must be a dataclass type")
-    elif not issubclass(cls, MethodConfig):
-        problems.append("config_cls must subclass dml_bench.methods.base.MethodConfig")
-    elif not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
-        problems.append("config_cls must be a frozen dataclass")
-    else:
-        try:
-            cls()
-        except TypeError:
-            problems.append("every config_cls field needs a default")
+    problems += config_class_problems(getattr(spec, "config_cls", None), MethodConfig)
     if not callable(getattr(spec, "build_loss", None)):
         problems.append("build_loss must be callable")
     for attr in ("build_miner", "diagnostics"):

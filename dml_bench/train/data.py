@@ -14,13 +14,14 @@ import torch
 
 from dml_bench.data import (
     DATASETS,
+    BatchedDataset,
     DataRequest,
     DatasetSpec,
     DMLDataset,
     assert_class_disjoint,
     default_data_root,
 )
-from dml_bench.data.prepared import attach_prepared
+from dml_bench.data.prepared import PreparedCaches
 from dml_bench.data.subsets import split_train_classes
 from dml_bench.models.trunks import IMAGENET_MEAN_STD, TRUNKS
 from dml_bench.train.config import RunConfig
@@ -72,11 +73,14 @@ def load_run_data(config: RunConfig) -> RunData:
     prepared: list[str] = []
 
     def build(split: str, train: bool) -> DMLDataset:
-        request = DataRequest(root, split, _transforms(config, spec, train), config.download)  # type: ignore[arg-type]
-        dataset = spec.build(request, config.dataset_config)
+        caches = None
         if config.prepared and spec.input_kind == "photo":
-            folder = attach_prepared(dataset, root, spec.name, split, config.resize)
-            if folder is not None and str(folder) not in prepared:
+            caches = PreparedCaches(root, spec.name, split, config.resize)
+        transform = _transforms(config, spec, train)
+        request = DataRequest(root, split, transform, config.download, caches)  # type: ignore[arg-type]
+        dataset = spec.build(request, config.dataset_config)
+        for folder in caches.served if caches is not None else []:
+            if str(folder) not in prepared:
                 logger.info("%s/%s: reading the prepared cache %s", spec.name, split, folder)
                 prepared.append(str(folder))
         return dataset
@@ -115,9 +119,8 @@ class SeededItems(torch.utils.data.Dataset):
         return self.__getitems__([key])[0]
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> Any:
-        get_batch = getattr(self.dataset, "get_batch", None)
-        if get_batch is not None and getattr(self.dataset, "transform", None) is None:
-            return get_batch([i for i, _ in keys])  # deterministic: no randomness to seed
+        if isinstance(self.dataset, BatchedDataset) and self.dataset.transform is None:
+            return self.dataset.get_batch([i for i, _ in keys])  # nothing random to seed
         with torch.random.fork_rng(devices=[]):
             state = random.getstate()
             try:
@@ -144,9 +147,8 @@ class BatchedItems(torch.utils.data.Dataset):
         return self.dataset[index]
 
     def __getitems__(self, indices: list[int]) -> Any:
-        get_batch = getattr(self.dataset, "get_batch", None)
-        if get_batch is not None:
-            return get_batch(indices)
+        if isinstance(self.dataset, BatchedDataset):
+            return self.dataset.get_batch(indices)
         return [self.dataset[i] for i in indices]
 
 

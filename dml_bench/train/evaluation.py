@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dml_bench.data import DMLDataset
+from dml_bench.data import DMLDataset, HasThumbnails
 from dml_bench.methods import Method
 from dml_bench.methods.base import DiagnosticBatch
 from dml_bench.models import Embedder
@@ -142,7 +142,7 @@ def retrieval_examples(
 
     n = len(dataset)
     q, k = min(config.retrieval_queries, n), min(config.retrieval_k, n - 1)
-    if q == 0 or k <= 0 or not hasattr(dataset, "thumbnail"):
+    if q == 0 or k <= 0 or not isinstance(dataset, HasThumbnails):
         return None
     queries = np.random.RandomState(config.seed).choice(n, size=q, replace=False)
     _, neighbours = nearest_neighbors(embeddings, k)

@@ -35,10 +35,17 @@ def textured_cub_tree(root: Path) -> Path:
     return root
 
 
-def cub_split(root: Path, split: str, train: bool) -> object:
+def cub_split(root: Path, split: str, train: bool, caches: object = None) -> object:
     spec = DATASETS.get("cub200")
     transform = photo_transforms(train=train, resize=RESIZE, crop=CROP)
-    return spec.build(DataRequest(root, split, transform), spec.make_config({}))  # type: ignore[arg-type]
+    request = DataRequest(root, split, transform, prepared=caches)  # type: ignore[arg-type]
+    return spec.build(request, spec.make_config({}))
+
+
+def attach(root: Path, split: str, train: bool, resize: int = RESIZE) -> tuple[object, list[Path]]:
+    """A split built with the run's lookup of prepared caches, and the caches it served."""
+    caches = prep.PreparedCaches(root, "cub200", split, resize)
+    return cub_split(root, split, train, caches), caches.served
 
 
 def prepare_cub(root: Path, **kwargs: object) -> list[prep.PrepareResult]:
@@ -55,9 +62,10 @@ def textured_root(tmp_path: Path) -> Path:
 def test_cached_batches_equal_decoded_batches_bit_for_bit(textured_root: Path, train: bool) -> None:
     prepare_cub(textured_root)
     split = "train" if train else "test"
-    decoded, cached = cub_split(textured_root, split, train), cub_split(textured_root, split, train)
-    folder = prep.attach_prepared(cached, textured_root, "cub200", split, RESIZE)
-    assert folder is not None and cached.prepared is not None  # type: ignore[attr-defined]
+    decoded = cub_split(textured_root, split, train)
+    cached, served = attach(textured_root, split, train)
+    assert len(served) == 1 and cached.prepared.folder == served[0]  # type: ignore[attr-defined]
+    assert decoded.prepared is None  # type: ignore[attr-defined]
     keys = [(i, 1000 + 17 * i) for i in range(len(decoded))]  # type: ignore[arg-type]
     a_images, a_labels = collate(SeededItems(decoded).__getitems__(keys))  # type: ignore[arg-type]
     b_images, b_labels = collate(SeededItems(cached).__getitems__(keys))  # type: ignore[arg-type]
@@ -122,7 +130,7 @@ def test_a_changed_source_image_makes_the_cache_stale(textured_root: Path) -> No
     stat = os.stat(changed)
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with pytest.raises(UserError, match="stale") as info:
-        prep.attach_prepared(dataset, textured_root, "cub200", "train", RESIZE)
+        attach(textured_root, "train", True)
     assert str(changed) in str(info.value) and "--no-prepared" in str(info.value)
 
 
@@ -131,17 +139,15 @@ def test_a_truncated_cache_is_reported_as_damaged(textured_root: Path) -> None:
     pixels = train.folder / prep.PIXELS
     with open(pixels, "r+b") as f:
         f.truncate(pixels.stat().st_size - 10)
-    dataset = cub_split(textured_root, "train", True)
     with pytest.raises(UserError, match="damaged") as info:
-        prep.attach_prepared(dataset, textured_root, "cub200", "train", RESIZE)
+        attach(textured_root, "train", True)
     assert str(train.folder) in str(info.value) and "--no-prepared" in str(info.value)
 
 
 def test_no_cache_for_another_resize_or_listing(textured_root: Path) -> None:
     prepare_cub(textured_root)
-    dataset = cub_split(textured_root, "train", True)
-    assert prep.attach_prepared(dataset, textured_root, "cub200", "train", RESIZE + 1) is None
-    assert dataset.prepared is None  # type: ignore[attr-defined]
+    dataset, served = attach(textured_root, "train", True, resize=RESIZE + 1)
+    assert served == [] and dataset.prepared is None  # type: ignore[attr-defined]
     fewer = list(dataset.paths[:-1])  # type: ignore[attr-defined]
     assert prep.find_prepared(textured_root, "cub200", "train", RESIZE, fewer) is None
 

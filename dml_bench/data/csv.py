@@ -145,6 +145,7 @@ def build(request: DataRequest, config: CSVConfig) -> ImageListDataset:
         classes=classes,
         transform=resolve_transform(request),
         name=f"csv/{split}",
+        prepared=request.prepared,
     )
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from dml_bench.data import csv_file, fakes
+from dml_bench.data import csv as csv_dataset
+from dml_bench.data import fakes
 from dml_bench.data.base import DataRequest, Split, assert_class_disjoint
 from dml_bench.errors import ConfigError, DatasetNotFoundError
 
 
 def build(path: Path | str, split: Split = "train", **values):
-    config = csv_file.SPEC.make_config({"path": str(path), **values})
-    return csv_file.build(DataRequest(root=Path("unused"), split=split), config)
+    config = csv_dataset.SPEC.make_config({"path": str(path), **values})
+    return csv_dataset.build(DataRequest(root=Path("unused"), split=split), config)
 
 
 def read(file: Path) -> list[dict[str, str]]:
@@ -28,8 +29,9 @@ def write(file: Path, rows: list[list[str]]) -> Path:
     return file
 
 
-def test_name_is_csv():
-    assert csv_file.SPEC.name == "csv"
+def test_name_is_csv_and_the_module_does_not_shadow_the_standard_library():
+    assert csv_dataset.SPEC.name == "csv" and csv_dataset.__name__ == "dml_bench.data.csv"
+    assert csv_dataset.csv is csv  # absolute imports: `import csv` inside it is the stdlib's
 
 
 def test_without_split_column_classes_are_split_by_seed(fake_csv_file):
