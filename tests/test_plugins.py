@@ -28,7 +28,13 @@ import pytest
 from dml_bench.data import DATASETS
 from dml_bench.errors import PluginError
 from dml_bench.methods import METHODS, MethodSpec
-from dml_bench.plugins import DATASETS_GROUP, DISABLE_ENV, METHODS_GROUP, load_plugins
+from dml_bench.plugins import (
+    DATASETS_GROUP,
+    DISABLE_ENV,
+    METHODS_GROUP,
+    load_plugins,
+    registry_loader,
+)
 from dml_bench.registry import DuplicateNameError, Origin, Registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin"
@@ -401,3 +407,18 @@ def test_dataset_plugin_is_listed_and_trains(site: Path, tmp_path: Path) -> None
     assert config["dataset"] == "blobs" and config["dataset_config"] == {"per_class": 4}
     assert config["num_test_classes"] == 6 and config["num_test_images"] == 24
     assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
+
+
+def test_the_one_loader_registers_built_ins_under_their_module_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    registry: Registry[MethodSpec] = Registry(
+        "method", loader=registry_loader("dml_bench.methods", ("nca",), METHODS_GROUP, MethodSpec)
+    )
+    assert registry.names() == ["nca"] and registry.origin("nca").is_builtin
+    misnamed: Registry[MethodSpec] = Registry(
+        "method", loader=registry_loader("dml_bench.data", ("hershey",), METHODS_GROUP, MethodSpec)
+    )
+    with pytest.raises(PluginError, match="dml_bench.data.hershey must define SPEC, a MethodSpec"):
+        misnamed.names()

@@ -148,7 +148,7 @@ def test_second_build_reads_the_cache_without_rendering(tmp_path, monkeypatch):
     monkeypatch.setattr(hershey, "generate_images", fail)
     second = hershey.build(DataRequest(tmp_path, "train"), config)
     assert torch.equal(first.images, second.images)
-    assert not list((tmp_path / "hershey").glob(".tmp-*"))  # atomic write left no temp file
+    assert not list((tmp_path / "hershey").glob(".*"))  # atomic write left no temp file
 
 
 def test_corrupt_cache_is_rendered_again(tmp_path):
