@@ -17,7 +17,6 @@ MAX_LINES = 500
 #: Known breaches, each with the work that removes it: they are expected failures (not strict, so
 #: the change that fixes one passes); delete the entry with that change.
 KNOWN_LONG: dict[str, str] = {}
-KNOWN_DATA_CYCLE = "issue 19 part 5: data/images.py and data/prepared.py import each other"
 
 
 def module_name(path: Path) -> str:
@@ -124,7 +123,6 @@ def test_store_never_imports_train(name: str) -> None:
     assert not bad, f"{name} imports {bad}"
 
 
-@pytest.mark.xfail(reason=KNOWN_DATA_CYCLE, strict=False)
 def test_no_import_cycle_inside_data() -> None:
     graph = import_graph("dml_bench.data")
     assert len(graph) > 5  # the scan found the package's modules

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-import dml_bench.data
 from dml_bench.data import DATASETS, DataRequest, fakes
 from dml_bench.data.base import (
     BatchedDataset,
@@ -113,32 +111,3 @@ def test_data_root_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert default_data_root() == Path("~/somewhere").expanduser()
     monkeypatch.delenv("DML_BENCH_DATA_ROOT")
     assert default_data_root() == Path.home() / ".cache" / "dml-bench"
-
-
-def test_no_import_cycle_inside_the_data_package() -> None:
-    folder = Path(dml_bench.data.__file__).parent
-    edges: dict[str, set[str]] = {}
-    for path in folder.glob("*.py"):
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module)
-            elif isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-        prefix = "dml_bench.data."
-        edges[path.stem] = {m[len(prefix) :] for m in imported if m.startswith(prefix)}
-    edges.pop("__init__")
-    state: dict[str, str] = {}
-
-    def visit(module: str, trail: list[str]) -> None:
-        assert state.get(module) != "open", "import cycle: " + " -> ".join([*trail, module])
-        if state.get(module) == "done":
-            return
-        state[module] = "open"
-        for other in edges.get(module, ()):
-            visit(other, [*trail, module])
-        state[module] = "done"
-
-    for module in sorted(edges):
-        visit(module, [])
-    assert "prepared" not in edges["images"] and "images" in edges["prepared"]
