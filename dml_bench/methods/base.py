@@ -12,6 +12,7 @@ learning rate (``MethodConfig.loss_lr``), samples batches as :class:`BatchNeeds`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
@@ -189,7 +190,8 @@ def validate_spec(spec: Any) -> None:
     name = getattr(spec, "name", None)
     if not isinstance(name, str) or not name.isidentifier():
         problems.append(f"name must be an identifier-like string, got {name!r}")
-    problems += config_class_problems(getattr(spec, "config_cls", None), MethodConfig)
+    cls = getattr(spec, "config_cls", None)
+    problems += config_class_problems(cls, MethodConfig)
     if not callable(getattr(spec, "build_loss", None)):
         problems.append("build_loss must be callable")
     for attr in ("build_miner", "diagnostics"):
