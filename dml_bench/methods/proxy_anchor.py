@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning.losses import ProxyAnchorLoss
 
 from dml_bench.errors import ConfigError
-from dml_bench.methods._proxies import DEFAULT_PROXY_LR
+from dml_bench.methods._proxies import DEFAULT_PROXY_LR, proxy_diagnostics
 from dml_bench.methods.base import MethodConfig, MethodSpec
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
@@ -140,5 +140,6 @@ SPEC: MethodSpec[ProxyAnchorConfig] = MethodSpec(
     build_loss=build_loss,
     build_miner=None,
     family="proxy",
+    diagnostics=proxy_diagnostics,
     needs_positives=False,
 )

@@ -43,7 +43,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dml_bench.errors import ConfigError
-from dml_bench.methods._proxies import DEFAULT_PROXY_LR, Denominator, check_common_fields
+from dml_bench.methods._proxies import (
+    DEFAULT_PROXY_LR,
+    Denominator,
+    check_common_fields,
+    proxy_diagnostics,
+)
 from dml_bench.methods.base import MethodConfig, MethodSpec
 from dml_bench.methods.proxy_nca import StaticProxyNCALoss
 
@@ -126,5 +131,6 @@ SPEC: MethodSpec[ProxyNCAPlusPlusConfig] = MethodSpec(
     build_loss=build_loss,
     build_miner=None,
     family="proxy",
+    diagnostics=proxy_diagnostics,
     needs_positives=False,
 )

@@ -45,7 +45,7 @@ from pytorch_metric_learning.reducers import DivisorReducer
 from pytorch_metric_learning.regularizers import BaseRegularizer
 
 from dml_bench.errors import ConfigError
-from dml_bench.methods._proxies import DEFAULT_PROXY_LR
+from dml_bench.methods._proxies import DEFAULT_PROXY_LR, proxy_diagnostics
 from dml_bench.methods.base import MethodConfig, MethodSpec
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
@@ -226,5 +226,6 @@ SPEC: MethodSpec[SoftTripleConfig] = MethodSpec(
     build_loss=build_loss,
     build_miner=None,
     family="proxy",
+    diagnostics=proxy_diagnostics,
     needs_positives=False,
 )

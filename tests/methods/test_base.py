@@ -248,3 +248,15 @@ def test_a_spec_supplies_its_own_diagnostics() -> None:
 def test_a_non_callable_diagnostics_is_an_invalid_spec() -> None:
     with pytest.raises(PluginError, match="diagnostics must be callable"):
         dataclasses.replace(METHODS.get("nca"), diagnostics="terms")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_builtin_proxy_loss_supplies_the_proxy_diagnostics(name: str) -> None:
+    """The RQ1/RQ3 columns of metrics.csv come from the spec, for every built-in proxy loss."""
+    from dml_bench.methods import ProxyLoss
+    from dml_bench.methods._proxies import proxy_diagnostics
+
+    spec = METHODS.get(name)
+    method = build_method(spec, spec.make_config({}), num_classes=4, embedding_size=8)
+    expected = proxy_diagnostics if isinstance(method.loss, ProxyLoss) else None
+    assert spec.diagnostics is expected
