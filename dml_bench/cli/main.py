@@ -141,6 +141,12 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
 @click.option(
     "--rerun", is_flag=True, help="Train again beside completed runs instead of skipping."
 )
+@click.option(
+    "--tuned",
+    is_flag=True,
+    help="Train each method at the best parameters of its `dml-bench tune` study.",
+)
+@click.option("--study", help="With --tuned: the study to take parameters from.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
@@ -157,6 +163,12 @@ def run(**options: Any) -> None:
         from dml_bench.train import plan_runs
 
         configs = plan_runs(request)
+        if options["study"] and not options["tuned"]:
+            raise UserError(f"--study {options['study']} names a tuning study: add --tuned.")
+        if options["tuned"]:
+            from dml_bench.tune.tuned import apply_tuning
+
+            configs = apply_tuning(configs, options["results_dir"], options["study"])
     except KeyboardInterrupt:
         click.echo("\nInterrupted before any run started; nothing was written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -381,6 +393,15 @@ def datasets(data_root: Path | None, results_dir: Path) -> None:
                 f"{'':<10} prepared: {cache['split']}, resize {cache['resize']}, "
                 f"{cache['images']} images, {cache['bytes'] / 2**30:.2f} GiB ({cache['folder']})"
             )
+
+
+def _add_commands() -> None:
+    from dml_bench.cli.tune import tune
+
+    cli.add_command(tune)
+
+
+_add_commands()
 
 
 def main() -> None:

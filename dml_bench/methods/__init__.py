@@ -16,6 +16,7 @@ from dml_bench.methods.base import (
     build_method,
     validate_spec,
 )
+from dml_bench.methods.space import NETWORK_LR, SearchParam
 from dml_bench.plugins import METHODS_GROUP, registry_loader
 from dml_bench.registry import Registry
 
@@ -53,6 +54,8 @@ __all__ = [
     "Method",
     "MethodConfig",
     "MethodSpec",
+    "NETWORK_LR",
     "ProxyLoss",
+    "SearchParam",
     "build_method",
 ]

@@ -22,6 +22,7 @@ from torch import nn
 
 from dml_bench.config import build_config, config_class_problems
 from dml_bench.errors import ConfigError, PluginError
+from dml_bench.methods.space import SearchParam, space_problems
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ class MethodSpec(Generic[C]):
     may be ``None`` for a proxy method that does not take part in RQ5.
     ``diagnostics``, if given, is a :data:`DiagnosticsFn` whose named values join each evaluation
     row (the proxy methods give the RQ1/RQ3 terms of :mod:`dml_bench.eval.diagnostics`).
+    ``search_space``: what ``dml-bench tune`` may search, one :class:`SearchParam` per value, each
+    with a citation for its range (see :mod:`dml_bench.methods.space`); empty: cannot be tuned.
     """
 
     name: str
@@ -160,6 +163,7 @@ class MethodSpec(Generic[C]):
     proxy_count_field: str | None = None
     proxy_assignment: Literal["static", "dynamic"] | None = None
     diagnostics: DiagnosticsFn | None = None
+    search_space: tuple[SearchParam, ...] = ()
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -192,6 +196,9 @@ def validate_spec(spec: Any) -> None:
         problems.append(f"name must be an identifier-like string, got {name!r}")
     cls = getattr(spec, "config_cls", None)
     problems += config_class_problems(cls, MethodConfig)
+    if not problems:
+        fields = [f.name for f in dataclasses.fields(cls)]
+        problems += space_problems(getattr(spec, "search_space", ()), fields)
     if not callable(getattr(spec, "build_loss", None)):
         problems.append("build_loss must be callable")
     for attr in ("build_miner", "diagnostics"):

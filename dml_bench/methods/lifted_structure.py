@@ -17,6 +17,7 @@ from pytorch_metric_learning.losses import LiftedStructureLoss
 
 from dml_bench.errors import ConfigError
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import NETWORK_LR, SearchParam
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,29 @@ def build_loss(
     )
 
 
+#: What ``dml-bench tune`` searches for the lifted structured loss. The ranges never overlap, so
+#: every sampled pair satisfies ``neg_margin > pos_margin``.
+SEARCH_SPACE: tuple[SearchParam, ...] = (
+    SearchParam(
+        "neg_margin",
+        "float",
+        0.5,
+        2.0,
+        citation="margin 1 of Oh Song et al. (CVPR 2016) and PML's LiftedStructureLoss default; "
+        "distances of unit vectors lie in [0, 2]",
+    ),
+    SearchParam(
+        "pos_margin",
+        "float",
+        0.0,
+        0.4,
+        citation="PML's LiftedStructureLoss default 0 (the original loss has none); kept below "
+        "the smallest neg_margin",
+    ),
+    NETWORK_LR,
+)
+
+
 SPEC: MethodSpec[LiftedStructureConfig] = MethodSpec(
     name="lifted_structure",
     description="Lifted structured loss over all positive and negative pairs of the batch.",
@@ -65,4 +89,5 @@ SPEC: MethodSpec[LiftedStructureConfig] = MethodSpec(
     build_miner=None,
     family="pair",
     needs_positives=True,
+    search_space=SEARCH_SPACE,
 )

@@ -18,6 +18,7 @@ from pytorch_metric_learning.losses import NCALoss
 from dml_bench.errors import ConfigError
 from dml_bench.methods._proxies import DEFAULT_SCALE
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import NETWORK_LR, SearchParam
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,22 @@ def build_loss(num_classes: int, embedding_size: int, config: NCAConfig) -> NCAL
     )
 
 
+#: What ``dml-bench tune`` searches for NCA.
+SEARCH_SPACE: tuple[SearchParam, ...] = (
+    SearchParam(
+        "scale",
+        "float",
+        1.0,
+        16.0,
+        log=True,
+        citation="PML's NCALoss default softmax_scale 1 and the reproductions' 9 used for "
+        "Proxy-NCA (same range as proxy_nca.scale, so the two differ only by the proxies); a "
+        "glyph sweep on held-out train classes put the best at 2-4 (issue 18)",
+    ),
+    NETWORK_LR,
+)
+
+
 SPEC: MethodSpec[NCAConfig] = MethodSpec(
     name="nca",
     description="Neighbourhood components analysis over the data points of the batch.",
@@ -49,4 +66,5 @@ SPEC: MethodSpec[NCAConfig] = MethodSpec(
     build_miner=None,
     family="pair",
     needs_positives=True,
+    search_space=SEARCH_SPACE,
 )

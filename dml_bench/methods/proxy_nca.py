@@ -30,6 +30,7 @@ from dml_bench.methods._proxies import (
     proxy_diagnostics,
 )
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import NETWORK_LR, SearchParam
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,31 @@ def build_loss(num_classes: int, embedding_size: int, config: ProxyNCAConfig) ->
     )
 
 
+#: What ``dml-bench tune`` searches for Proxy-NCA (static and dynamic assignment share it).
+SEARCH_SPACE: tuple[SearchParam, ...] = (
+    SearchParam(
+        "scale",
+        "float",
+        1.0,
+        16.0,
+        log=True,
+        citation="s = 1: the paper's unit-norm formulation; s = 9 = 3^2: the reproductions "
+        "(dichotomies/proxy-nca; PML issue #206); a glyph sweep on held-out train classes put "
+        "the best at 2-4 (issue 18); 1-16 spans all three",
+    ),
+    SearchParam(
+        "loss_lr",
+        "float",
+        1e-3,
+        1.0,
+        log=True,
+        citation="proxies need a larger lr than the trunk (PML issue #206); dml-bench measured "
+        "1e-3 / 1e-2 / 1e-1 on the glyphs (_proxies.DEFAULT_PROXY_LR); up to 1 = 1000x the trunk",
+    ),
+    NETWORK_LR,
+)
+
+
 SPEC: MethodSpec[ProxyNCAConfig] = MethodSpec(
     name="proxy_nca",
     description=(
@@ -151,4 +177,5 @@ SPEC: MethodSpec[ProxyNCAConfig] = MethodSpec(
     needs_positives=False,
     proxy_count_field="proxies_per_class",
     proxy_assignment="static",
+    search_space=SEARCH_SPACE,
 )

@@ -64,6 +64,7 @@ from dml_bench.methods._proxies import (
     proxy_diagnostics,
 )
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.proxy_nca import SEARCH_SPACE as PROXY_NCA_SPACE
 
 
 @dataclass(frozen=True)
@@ -226,4 +227,5 @@ SPEC: MethodSpec[DynamicProxyNCAConfig] = MethodSpec(
     needs_positives=True,
     proxy_count_field="proxies_per_class",
     proxy_assignment="dynamic",
+    search_space=PROXY_NCA_SPACE,
 )

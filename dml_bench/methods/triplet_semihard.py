@@ -21,6 +21,7 @@ from pytorch_metric_learning.miners import TripletMarginMiner
 
 from dml_bench.errors import ConfigError
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import NETWORK_LR, SearchParam
 
 Distance = Literal["euclidean", "squared_euclidean"]
 
@@ -68,6 +69,21 @@ def build_miner(config: TripletSemihardConfig) -> TripletMarginMiner:
     )
 
 
+#: What ``dml-bench tune`` searches for the triplet loss.
+SEARCH_SPACE: tuple[SearchParam, ...] = (
+    SearchParam(
+        "margin",
+        "float",
+        0.01,
+        1.0,
+        log=True,
+        citation="FaceNet's 0.2 (Schroff et al. 2015) and PML's TripletMarginLoss default 0.05; "
+        "distances of unit vectors lie in [0, 2], so margins above 1 leave few semi-hard negatives",
+    ),
+    NETWORK_LR,
+)
+
+
 SPEC: MethodSpec[TripletSemihardConfig] = MethodSpec(
     name="triplet_semihard",
     description="Triplet margin loss on semi-hard negatives mined in the batch (FaceNet).",
@@ -77,4 +93,5 @@ SPEC: MethodSpec[TripletSemihardConfig] = MethodSpec(
     build_miner=build_miner,
     family="pair",
     needs_positives=True,
+    search_space=SEARCH_SPACE,
 )

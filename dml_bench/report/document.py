@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from dml_bench.errors import UserError
-from dml_bench.report import plots, tables
+from dml_bench.report import plots, tables, tuning
 from dml_bench.report.questions import all_sections
 from dml_bench.report.runs import prepare
 from dml_bench.report.section import Section
@@ -73,7 +73,15 @@ def make_report(
         _write(out_dir / f"table.{tables.FORMAT_SUFFIX[f]}", tables.render(main, f))
         for f in tables.FORMATS
     ]
-    sections = all_sections(prepare(run_table), target_fraction)
+    prepared = prepare(run_table)
+    sections = all_sections(prepared, target_fraction)
+    note = tuning.budget_note(prepared.runs)
+    for section in sections:
+        if section.key in ("rq2", "rq4"):  # the comparisons a tuning budget can change
+            section.body.append(note)
+    tuned = tuning.findings(results_dir)
+    if tuned:
+        sections.append(tuning.section(tuned))
     for section in sections:
         for name, fig in section.figures.items():
             files.append(plots.save_figure(fig, out_dir / f"{name}.png"))

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: The folder ``dml-bench report`` writes inside a results directory; it is not a run.
 REPORT_FOLDER = "report"
+#: Where ``dml-bench tune`` keeps its studies and trial folders (not runs of the report).
+TUNING_FOLDER = "tuning"
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
@@ -134,7 +136,9 @@ def _run_folders(results_dir: Path) -> list[Path]:
     folders = sorted(
         p
         for p in results_dir.iterdir()
-        if p.is_dir() and p.name != REPORT_FOLDER and not p.name.startswith(".")
+        if p.is_dir()
+        and p.name not in (REPORT_FOLDER, TUNING_FOLDER)
+        and not p.name.startswith(".")
     )
     if not folders:
         raise ResultsNotFoundError(f"The results directory {results_dir} holds no runs. {hint}")
@@ -172,6 +176,10 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     row["swept"] = json.dumps(record.swept, sort_keys=True, default=str)
     row["proxy_count_field"] = record.proxy_count_field
     row["proxy_assignment"] = record.proxy_assignment
+    raw_tuning = record.config.get("tuning")  # runs of `run --tuned` (dml_bench.tune.record)
+    tuning: dict[str, Any] = raw_tuning if isinstance(raw_tuning, dict) else {}
+    row["tuning_study"] = str(tuning.get("study") or "")
+    row["tuning_budget"] = str(tuning.get("budget") or "")
     for name, value in flat_config(record.method_config).items():
         row[f"cfg.{name}"] = value
     for column in curve.columns:

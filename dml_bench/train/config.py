@@ -52,6 +52,9 @@ class RunConfig:
     variant: str = ""
     #: the method fields the request set (the variant's label is made from them), sorted
     swept_fields: tuple[str, ...] = ()
+    # where tuned parameters come from (dml_bench.tune.record.TuningSource); None: untuned.
+    # Part of the identity, so a tuned run never shares a run id with an untuned one.
+    tuning: Any = None
     # model
     trunk: str = "auto"
     pretrained: bool = True

@@ -46,7 +46,9 @@ class ExperimentRequest:
 #: as a run option: a value given for them among the run options would be silently replaced.
 OWN_FIELD = {"method": "methods", "dataset": "dataset", "seed": "seeds", "preset": "preset"}
 #: RunConfig fields that planning fills in.
-NOT_SETTABLE = frozenset({"method_config", "dataset_config", "variant", "swept_fields", "notes"})
+NOT_SETTABLE = frozenset(
+    {"method_config", "dataset_config", "variant", "swept_fields", "notes", "tuning"}
+)
 
 
 def split_dataset_name(name: str) -> tuple[str, dict[str, Any]]:

@@ -57,7 +57,7 @@ def run_record(config: RunConfig, run_id: str, data: RunData) -> RunRecord:
         sampler=sampler_name(spec.batch_needs(config.method_config).m_per_class),
         method_config=method_config,
         dataset_config=flat["dataset_config"],
-        setup=setup_of(flat, setup_field_names()),
+        setup=run_setup(config, flat),
         swept={name: method_config[name] for name in config.swept_fields},
         options_changed=changed_options(config),
         proxy_count_field=spec.proxy_count_field,
@@ -75,6 +75,14 @@ def run_record(config: RunConfig, run_id: str, data: RunData) -> RunRecord:
             "dataset_origin": dataset_origin(config.dataset),
         },
     )
+
+
+def run_setup(config: RunConfig, flat: dict[str, Any]) -> dict[str, Any]:
+    """The setup of a run; a tuned run's tuning source is labelled by study and trial."""
+    setup = setup_of(flat, setup_field_names())
+    if config.tuning is not None:
+        setup["tuning"] = f"{config.tuning.study}#{config.tuning.trial}"
+    return setup
 
 
 def write_run_records(

@@ -1,0 +1,115 @@
+"""What a method lets ``dml-bench tune`` search: one :class:`SearchParam` per tunable value.
+
+A method declares its search space on its spec (``MethodSpec.search_space``, plugins too); a method
+without one cannot be tuned. Every range cites where it comes from (the ``citation`` field), so a
+study's report says why it searched there. The Reality Check (Musgrave et al., ECCV 2020, Sec. 4)
+tunes every method's own hyperparameters and the learning rate with the same budget; dml-bench
+does the same, with ranges declared next to each method's config.
+
+A parameter of ``scope="method"`` is a field of the method's config (e.g. Proxy-NCA's ``scale``);
+``scope="run"`` names a run option shared by all methods (the network's ``lr``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["float", "int", "categorical"]
+Scope = Literal["method", "run"]
+
+#: Run options a search space may name (``scope="run"``): what changes the optimisation of every
+#: method alike. Others (steps, batch size, dataset) are the study's fixed budget and set-up.
+TUNABLE_RUN_OPTIONS = frozenset({"lr", "weight_decay"})
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One searched value: ``float``/``int`` in ``[low, high]`` (``log``: sampled on a log
+    scale), or ``categorical`` among ``choices``; ``citation`` says where the range comes from."""
+
+    name: str
+    kind: Kind
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    log: bool = False
+    citation: str = ""
+    scope: Scope = "method"
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "categorical":
+            return value in self.choices
+        assert self.low is not None and self.high is not None
+        return self.low <= value <= self.high
+
+
+#: The network's learning rate, searched for every built-in method (Adam, from scratch).
+NETWORK_LR = SearchParam(
+    "lr",
+    "float",
+    1e-4,
+    1e-2,
+    log=True,
+    scope="run",
+    citation="Adam's default 1e-3 (Kingma & Ba, ICLR 2015; dml-bench's default), one decade "
+    "either side; the Reality Check (Musgrave et al. 2020, Sec. 4) tunes the trunk's lr too",
+)
+
+
+def param_problems(param: Any, config_fields: Sequence[str]) -> list[str]:
+    """What is wrong with one declared parameter (empty when it is well formed)."""
+    if not isinstance(param, SearchParam):
+        return [f"search_space entries must be SearchParam, got {type(param).__name__}"]
+    where = f"search parameter {param.name!r}"
+    problems = []
+    if param.scope == "method" and param.name not in config_fields:
+        problems.append(
+            f"{where} is not a field of the method's config ({', '.join(config_fields)})"
+        )
+    elif param.scope == "run" and param.name not in TUNABLE_RUN_OPTIONS:
+        problems.append(f"{where} must be one of the run options {sorted(TUNABLE_RUN_OPTIONS)}")
+    elif param.scope not in ("method", "run"):
+        problems.append(f"{where}: scope must be 'method' or 'run'")
+    if not isinstance(param.citation, str) or not param.citation.strip():
+        problems.append(f"{where} needs a citation saying where its range comes from")
+    if param.kind == "categorical":
+        if len(param.choices) < 2 or param.low is not None or param.high is not None or param.log:
+            problems.append(f"{where}: a categorical needs 2+ choices and no low/high/log")
+    elif param.kind in ("float", "int"):
+        problems += _range_problems(param, where)
+    else:
+        problems.append(f"{where}: kind must be 'float', 'int' or 'categorical'")
+    return problems
+
+
+def _range_problems(param: SearchParam, where: str) -> list[str]:
+    low, high = param.low, param.high
+    numbers = all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in (low, high)
+    )
+    if not numbers or param.choices:
+        return [f"{where}: a {param.kind} needs finite numbers low and high and no choices"]
+    assert low is not None and high is not None
+    if not low < high:
+        return [f"{where}: low ({low}) must be below high ({high})"]
+    if param.log and low <= 0:
+        return [f"{where}: a log-scale range needs low > 0, got {low}"]
+    if param.kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        return [f"{where}: an int range needs integer bounds"]
+    return []
+
+
+def space_problems(space: Any, config_fields: Sequence[str]) -> list[str]:
+    """What is wrong with a spec's ``search_space`` (a tuple of :class:`SearchParam`)."""
+    if not isinstance(space, tuple):
+        return ["search_space must be a tuple of SearchParam"]
+    problems = [p for param in space for p in param_problems(param, config_fields)]
+    names = [getattr(p, "name", None) for p in space]
+    duplicates = sorted({n for n in names if names.count(n) > 1 and n is not None})
+    if duplicates:
+        problems.append(f"search_space names {', '.join(duplicates)} more than once")
+    return problems

@@ -1,0 +1,170 @@
+"""The report's Tuning section, and what RQ2 and RQ4 say about how the compared runs were tuned.
+
+Compute, then render: :func:`findings` reads the study records under ``RESULTS/tuning`` (written
+by ``dml-bench tune``; see :mod:`dml_bench.tune.record`) into :class:`TuningFinding` objects,
+:func:`section` turns them into Markdown and one optimisation-history figure per study.
+:func:`budget_note` reads the runs' own records (their ``tuning`` entry) to say whether the runs a
+question compares were tuned with one equal budget, or were not (untuned: defaults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dml_bench.report.plots import color_for
+from dml_bench.report.questions import Section, markdown_table
+
+
+@dataclass(frozen=True)
+class TuningFinding:
+    """One method of one study: its budget, what finished, and the best trial."""
+
+    study: str
+    dataset: str
+    method: str
+    budget: str
+    metric: str
+    complete: int
+    pruned: int
+    failed: int
+    best_trial: int | None
+    best_value: float | None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    values: tuple[tuple[int, float], ...] = ()  # (trial number, value) of completed trials
+
+    def sentence(self) -> str:
+        done = f"{self.complete + self.pruned} trials ({self.pruned} pruned, {self.failed} failed)"
+        if self.best_value is None:
+            return f"`{self.method}` in study `{self.study}`: {done}, none completed yet."
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(self.best_params.items()))
+        return (
+            f"`{self.method}` in study `{self.study}` ({self.budget}): {done}; best validation "
+            f"{self.metric} {self.best_value:.3f} at trial {self.best_trial} ({params})."
+        )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def findings(results_dir: Path) -> list[TuningFinding]:
+    from dml_bench.tune.record import read_studies
+
+    out = []
+    for record in read_studies(results_dir):
+        budget = record.get("budget", {})
+        for method, entry in record.get("methods", {}).items():
+            counts, best = entry.get("counts", {}), entry.get("best") or {}
+            values = tuple(
+                (int(t["number"]), float(t["value"]))
+                for t in entry.get("trials", [])
+                if t.get("state") == "complete" and t.get("value") is not None
+            )
+            out.append(
+                TuningFinding(
+                    study=str(record["group"]),
+                    dataset=str(record.get("dataset")),
+                    method=str(method),
+                    budget=str(record.get("budget_text", "")),
+                    metric=str(budget.get("metric", "map@r")),
+                    complete=int(counts.get("complete", 0)),
+                    pruned=int(counts.get("pruned", 0)),
+                    failed=int(counts.get("failed", 0)),
+                    best_trial=best.get("trial"),
+                    best_value=best.get("value"),
+                    best_params=dict(best.get("params", {})),
+                    values=values,
+                )
+            )
+    return out
+
+
+def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = None) -> Section:
+    result = Section("tuning", "Tuning")
+    result.body.append(
+        "Hyperparameters chosen by `dml-bench tune`: every method of a study gets the same "
+        "budget (trials, steps per trial, folds) on validation classes carved out of the train "
+        "classes (the test classes are never embedded), as the Reality Check prescribes "
+        "(Musgrave et al., ECCV 2020). Sampler: seeded TPE; pruner: median of earlier trials at "
+        "the same step. Runs trained with `dml-bench run --tuned` use the best trial's values."
+    )
+    rows = [
+        [
+            f.study,
+            f.dataset,
+            f.method,
+            f.budget,
+            f"{f.complete + f.pruned} ({f.pruned} pruned, {f.failed} failed)",
+            "-" if f.best_value is None else f"{f.best_value:.3f} (trial {f.best_trial})",
+            ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(f.best_params.items())) or "-",
+        ]
+        for f in found
+    ]
+    result.body.append(
+        markdown_table(
+            ["study", "dataset", "method", "budget", "trials", "best validation", "parameters"],
+            rows,
+        )
+    )
+    for study in dict.fromkeys(f.study for f in found):
+        result.figures[f"tuning_history_{study}"] = history_figure(
+            [f for f in found if f.study == study]
+        )
+    result.findings.extend(found)
+    return result
+
+
+def history_figure(found: Sequence[TuningFinding]) -> Figure:
+    """Validation score of each completed trial (dots) and the best so far (line), per method."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for i, f in enumerate(found):
+        if not f.values:
+            continue
+        numbers = np.array([n for n, _ in f.values])
+        values = np.array([v for _, v in f.values])
+        color = color_for(i)
+        ax.scatter(numbers, values, s=14, color=color, alpha=0.6)
+        ax.step(numbers, np.maximum.accumulate(values), where="post", color=color, label=f.method)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {found[0].metric if found else ''}")
+    ax.set_title(f"Tuning: study {found[0].study if found else ''}")
+    if any(f.values for f in found):
+        ax.legend(fontsize=8)
+    return fig
+
+
+def budget_note(runs: pd.DataFrame) -> str:
+    """Whether the runs a question compares were tuned with one equal budget; plain words."""
+    if runs.empty:
+        return ""
+    study = runs.get("tuning_study", pd.Series("", index=runs.index)).fillna("").astype(str)
+    budget = runs.get("tuning_budget", pd.Series("", index=runs.index)).fillna("").astype(str)
+    labels = runs["label"] if "label" in runs else runs["variant"]
+    tuned = sorted(set(labels[study != ""]))
+    untuned = sorted(set(labels[study == ""]))
+    if not tuned:
+        return (
+            "**Tuning.** None of the compared runs was tuned (untuned: defaults), so a ranking "
+            "may reflect the defaults rather than the losses. `dml-bench tune` then "
+            "`dml-bench run --tuned` compares them at an equal tuning budget."
+        )
+    pairs = sorted(set(zip(study[study != ""], budget[study != ""], strict=True)))
+    if not untuned and len(pairs) == 1:
+        return (
+            f"**Tuning.** All compared runs were tuned with an equal budget: study "
+            f"`{pairs[0][0]}`, {pairs[0][1]} per method, on validation classes."
+        )
+    parts = [f"tuned: {', '.join(tuned)} ({'; '.join(f'`{s}`, {b}' for s, b in pairs)})"]
+    if untuned:
+        parts.append(f"untuned: defaults: {', '.join(untuned)}")
+    return (
+        "**Tuning.** The compared runs were not tuned with equal budgets: " + "; ".join(parts) + "."
+    )

@@ -1,0 +1,187 @@
+"""From ``dml-bench tune``'s options to a :class:`StudyPlan`: every check before anything is written.
+
+A study is a *group*: one Optuna study per method (``GROUP:METHOD``), all with the same budget
+(trials, steps per trial, folds) and the same run set-up, so the comparison is fair by
+construction (Musgrave et al., *A Metric Learning Reality Check*, ECCV 2020, Sec. 3-4: every method
+gets the same number of trials on validation classes carved from the train classes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from dml_bench.config import config_hash
+from dml_bench.errors import ConfigError
+from dml_bench.methods import METHODS
+from dml_bench.train.config import RunConfig
+from dml_bench.train.plan import ExperimentRequest, plan_runs
+from dml_bench.tune.storage import check_url, default_storage
+
+#: The validation metric the Reality Check optimises (its Sec. 3.2: MAP@R is more informative
+#: than Recall@1, which saturates).
+DEFAULT_METRIC = "map@r"
+
+#: Folds the train classes are partitioned into. 4 as the Reality Check (Sec. 4.1, 4-fold
+#: cross-validation on the train classes); by default a trial trains on one of them (one split:
+#: 3/4 of the train classes for training, 1/4 for validation), which costs a quarter of full
+#: cross-validation on a laptop; ``--cv`` trains all K folds and averages.
+DEFAULT_FOLDS = 4
+DEFAULT_HEARTBEAT_S = 10
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every method of a study gets: the same trials, steps and folds."""
+
+    trials: int
+    steps: int
+    folds: int
+    cv: bool
+    metric: str
+    seed: int
+
+    def describe(self) -> str:
+        folds = f"{self.folds}-fold cross-validation" if self.cv else f"1 of {self.folds} folds"
+        return f"{self.trials} trials x {self.steps} steps ({folds}, validation {self.metric})"
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """What the user asked ``dml-bench tune`` for (run options already parsed)."""
+
+    experiment: ExperimentRequest
+    trials: int
+    results_dir: Path
+    folds: int = DEFAULT_FOLDS
+    cv: bool = False
+    study: str | None = None
+    storage: str | None = None
+    workers: int = 1
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything a worker needs to run trials: picklable, so it can be sent to a process."""
+
+    group: str
+    storage: str
+    dataset: str
+    methods: tuple[str, ...]
+    budget: Budget
+    base: tuple[RunConfig, ...]  # one per method, in the order of ``methods``
+    results_dir: Path
+    heartbeat_s: int
+
+    def base_config(self, method: str) -> RunConfig:
+        return self.base[self.methods.index(method)]
+
+    def study_name(self, method: str) -> str:
+        return f"{self.group}:{method}"
+
+    def meta(self) -> dict[str, object]:
+        """What identifies the study group; a second command must agree with it to join."""
+        return {
+            "group": self.group,
+            "dataset": self.dataset,
+            "methods": list(self.methods),
+            "budget": dataclasses.asdict(self.budget),
+            "setup": {c.method: c.identity() for c in self.base},
+        }
+
+
+def plan_study(request: TuneRequest) -> StudyPlan:
+    """Resolve and check the request; raises a :class:`~dml_bench.errors.UserError`."""
+    check_counts(request)
+    experiment = request.experiment
+    if len(experiment.seeds) != 1:
+        raise ConfigError("dml-bench tune takes one --seed (the seed every trial trains with).")
+    if "val_classes" in experiment.run_params:
+        raise ConfigError(
+            "--val-classes cannot be combined with dml-bench tune: the study carves its own "
+            "validation classes out of the train classes (--folds K). Drop --val-classes."
+        )
+    for method in experiment.methods:
+        if not METHODS.get(method).search_space:
+            raise ConfigError(
+                f"Method {method!r} declares no search space (MethodSpec.search_space is empty), "
+                "so it cannot be tuned. Drop it from --methods, or give its spec a search_space "
+                "of dml_bench.methods.SearchParam entries (see dml_bench/methods/space.py)."
+            )
+    configs = [untuned_trial_base(c, request) for c in plan_runs(experiment)]
+    if any(c.variant != c.method for c in configs):
+        raise ConfigError(
+            "--set METHOD.FIELD=a,b sweeps cannot be tuned (each trial picks its own values). "
+            "Give one value per method parameter, or leave it to the search."
+        )
+    budget = Budget(
+        trials=request.trials,
+        steps=configs[0].steps,
+        folds=request.folds,
+        cv=request.cv,
+        metric=DEFAULT_METRIC,
+        seed=configs[0].seed,
+    )
+    storage = request.storage or default_storage(request.results_dir)
+    check_url(storage)
+    group = request.study or default_group(configs, budget)
+    if not group or ":" in group or "/" in group:
+        raise ConfigError(
+            f"--study {group!r} is not a usable study name: use letters, digits, '-', '_' or "
+            "'.', e.g. --study glyphs-equal-budget."
+        )
+    return StudyPlan(
+        group=group,
+        storage=storage,
+        dataset=configs[0].dataset,
+        methods=tuple(c.method for c in configs),
+        budget=budget,
+        base=tuple(configs),
+        results_dir=Path(request.results_dir),
+        heartbeat_s=request.heartbeat_s,
+    )
+
+
+def check_counts(request: TuneRequest) -> None:
+    if request.trials < 1:
+        raise ConfigError(
+            f"--trials {request.trials}: a study needs at least one trial per method. Use e.g. "
+            "--trials 20."
+        )
+    if request.folds < 2:
+        raise ConfigError(
+            f"--folds {request.folds}: the train classes are split into K class-disjoint folds, "
+            "one of which validates while the others train, so K must be at least 2 (the "
+            "Reality Check uses 4: --folds 4)."
+        )
+    if request.workers < 1:
+        raise ConfigError(f"--workers {request.workers}: give at least 1 worker process.")
+    if request.heartbeat_s < 1:
+        raise ConfigError(f"--heartbeat {request.heartbeat_s}: give at least 1 second.")
+
+
+def untuned_trial_base(config: RunConfig, request: TuneRequest) -> RunConfig:
+    """The run every trial of a method starts from: no test-time extras (the loop's evaluation
+    split is a validation fold), no checkpoints inside a trial (a killed trial is re-run)."""
+    return dataclasses.replace(
+        config,
+        val_classes=0.0,
+        checkpoint_every=config.steps,
+        diagnostics=False,
+        retrieval_queries=0,
+    )
+
+
+def default_group(configs: list[RunConfig], budget: Budget) -> str:
+    """A name that the same command always gives, and another set-up never shares."""
+    key = config_hash(
+        {
+            "methods": sorted(c.method for c in configs),
+            "budget": dataclasses.asdict(budget),
+            "setup": sorted(c.identity() for c in configs),
+        },
+        length=8,
+    )
+    return f"{configs[0].dataset}-{key}"

@@ -1,0 +1,179 @@
+"""The Optuna side of a study group: create or join it, sampler, pruner, and its counts.
+
+Sampler: TPE (Optuna's default Bayesian optimiser; Bergstra et al., NeurIPS 2011), seeded, with
+``constant_liar`` so parallel workers do not propose the same point while others are running.
+Its random start-up is a third of the budget (at least 2, at most Optuna's default 10).
+
+Pruner: Optuna's ``MedianPruner``: a trial whose validation metric at an evaluation is below the
+median of earlier trials at the same training step stops there. It needs no schedule to set
+(Hyperband / successive halving need minimum and maximum resources and a reduction factor, and pay
+off with hundreds of trials; our budgets are tens), and it only compares like with like (same step,
+same fold). It starts after 3 finished trials, and never at step 0 (the untrained network scores
+the same whatever the parameters). A pruned trial counts towards the budget: every method gets N
+trials, each trained to its end or stopped by the same rule.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dml_bench.errors import UserError
+from dml_bench.tune.plan import StudyPlan
+from dml_bench.tune.storage import mask_url, open_storage
+
+META_KEY = "dml_bench"
+PRUNER_STARTUP_TRIALS = 3
+
+
+class StudyConflictError(UserError):
+    """A study of that name exists for other methods, another dataset or another budget."""
+
+
+def storage_of(plan: StudyPlan) -> Any:
+    return open_storage(plan.storage, plan.heartbeat_s)
+
+
+def sampler_seed(seed: int, worker: str) -> int:
+    """Worker ``"0"`` samples with the study's seed; other workers (processes, machines) mix
+    their name in, so that no two propose the same random start-up points."""
+    return seed if worker == "0" else (seed * 1_000_003 + zlib.crc32(worker.encode())) % 2**31
+
+
+def make_sampler(plan: StudyPlan, worker: str) -> Any:
+    import optuna
+
+    startup = max(2, min(10, plan.budget.trials // 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.samplers.TPESampler(
+            seed=sampler_seed(plan.budget.seed, worker),
+            n_startup_trials=startup,
+            constant_liar=True,
+        )
+
+
+def make_pruner() -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=1)
+
+
+def load_study(plan: StudyPlan, method: str, worker: str = "0") -> Any:
+    import optuna
+
+    return optuna.load_study(
+        study_name=plan.study_name(method),
+        storage=storage_of(plan),
+        sampler=make_sampler(plan, worker),
+        pruner=make_pruner(),
+    )
+
+
+def create_or_join(plan: StudyPlan) -> None:
+    """Create the group's studies, or join them if they exist with the same set-up."""
+    import optuna
+
+    storage = storage_of(plan)
+    existing = [s for s in optuna.get_all_study_names(storage) if s.startswith(f"{plan.group}:")]
+    wanted = plan.meta()
+    for name in existing:
+        study = optuna.load_study(study_name=name, storage=storage)
+        check_same(plan, study.user_attrs.get(META_KEY), wanted)
+    for method in plan.methods:
+        study = optuna.create_study(
+            study_name=plan.study_name(method),
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        if META_KEY not in study.user_attrs:
+            study.set_user_attr(META_KEY, wanted)
+
+
+def check_same(plan: StudyPlan, found: Any, wanted: dict[str, Any]) -> None:
+    if found == wanted:
+        return
+    where = f"in {mask_url(plan.storage)}"
+    if not isinstance(found, dict):
+        raise StudyConflictError(
+            f"A study named {plan.group!r} exists {where} but was not made by dml-bench tune. "
+            "Choose another name with --study NAME."
+        )
+    for key, what in (("dataset", "dataset"), ("methods", "methods"), ("budget", "budget")):
+        if found.get(key) != wanted[key]:
+            raise StudyConflictError(
+                f"The study {plan.group!r} {where} exists for {what} {_show(found.get(key))}, "
+                f"not {_show(wanted[key])}. A study compares its methods at one budget on one "
+                f"dataset: choose a new name with --study NAME, or repeat the original command "
+                "to continue it."
+            )
+    raise StudyConflictError(
+        f"The study {plan.group!r} {where} exists with other run options or dataset parameters "
+        "(batch size, embedding size, ...). Choose a new name with --study NAME, or repeat the "
+        "original command to continue it."
+    )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The trials of one method's study, by what happened to them."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0  # diverged or killed (not counting interrupted or surplus trials)
+    running: int = 0
+    waiting: int = 0
+    best: float | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+    @property
+    def occupied(self) -> int:
+        """Trials that hold a place in the budget: finished, running or queued."""
+        return self.finished + self.running + self.waiting
+
+
+def count_trials(trials: Iterable[Any]) -> Counts:
+    from optuna.trial import TrialState
+
+    complete = pruned = failed = running = waiting = 0
+    best: float | None = None
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            complete += 1
+            if t.value is not None and (best is None or t.value > best):
+                best = float(t.value)
+        elif t.state == TrialState.PRUNED:
+            pruned += 1
+        elif t.state == TrialState.RUNNING:
+            running += 1
+        elif t.state == TrialState.WAITING:
+            waiting += 1
+        elif t.state == TrialState.FAIL and not (
+            t.user_attrs.get("surplus") or t.user_attrs.get("interrupted")
+        ):
+            failed += 1
+    return Counts(complete, pruned, failed, running, waiting, best)
+
+
+def fail_stale(study: Any) -> None:
+    """Fail (and queue once for retry) trials whose worker stopped beating: ``kill -9``."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)

@@ -1,0 +1,174 @@
+"""``dml-bench tune`` end to end on the default SQLite storage, then ``run --tuned`` and the report.
+
+Tiny studies (3 trials of the tiny run per method) through the real command line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from dml_bench.tune.storage import default_storage
+from tests.cli.helpers import TINY_ARGS, describe, file_hashes, invoke, run_args, shared_data_root
+
+pytestmark = pytest.mark.slow
+
+
+def tune_args(results: Path, *extra: str, methods: str = "proxy_nca", trials: int = 3) -> list[str]:
+    return [
+        "tune",
+        "--methods",
+        methods,
+        "--trials",
+        str(trials),
+        "--folds",
+        "3",
+        *TINY_ARGS,
+        "--results-dir",
+        str(results),
+        *extra,
+    ]
+
+
+def trials_of(results: Path, group: str, method: str) -> list[Any]:
+    study = optuna.load_study(study_name=f"{group}:{method}", storage=default_storage(results))
+    return study.get_trials(deepcopy=False)
+
+
+def finished(trials: list[Any]) -> list[Any]:
+    return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_data_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tuned_results(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A finished two-method study, shared by the tests that read it."""
+    results = tmp_path_factory.mktemp("tuned") / "results"
+    result = invoke(tune_args(results, "--study", "s", methods="proxy_nca,nca"), data_root)
+    assert result.exit_code == 0, describe(result)
+    return results
+
+
+def test_every_method_gets_exactly_the_budget_and_a_record(tuned_results: Path) -> None:
+    record = json.loads((tuned_results / "tuning" / "s" / "study.json").read_text())
+    assert record["budget"]["trials"] == 3 and record["budget"]["steps"] == 12
+    for method in ("proxy_nca", "nca"):
+        trials = trials_of(tuned_results, "s", method)
+        assert len(finished(trials)) == 3
+        assert not [t for t in trials if t.state.name == "RUNNING"]
+        best = max((t for t in trials if t.value is not None), key=lambda t: t.value)
+        assert record["methods"][method]["best"]["value"] == pytest.approx(best.value)
+        assert record["methods"][method]["best"]["params"] == best.params
+        # every parameter of the method's space was searched, inside its declared range
+        from dml_bench.methods import METHODS
+
+        for param in METHODS.get(method).search_space:
+            assert all(param.contains(t.params[param.name]) for t in trials)
+        # the objective is the last validation evaluation of the trial's fold
+        for t in finished(trials):
+            if t.state.name == "COMPLETE":
+                metrics = (
+                    tuned_results / "tuning" / "s" / method / f"trial-{t.number:04d}" / "fold-0"
+                )
+                last = (metrics / "metrics.csv").read_text().strip().splitlines()[-1]
+                header = (metrics / "metrics.csv").read_text().splitlines()[0].split(",")
+                assert float(last.split(",")[header.index("map@r")]) == pytest.approx(t.value)
+
+
+def test_running_the_command_again_adds_no_trial(tuned_results: Path, data_root: Path) -> None:
+    before = {m: len(trials_of(tuned_results, "s", m)) for m in ("proxy_nca", "nca")}
+    result = invoke(tune_args(tuned_results, "--study", "s", methods="proxy_nca,nca"), data_root)
+    assert result.exit_code == 0, describe(result)
+    assert {m: len(trials_of(tuned_results, "s", m)) for m in before} == before
+    record = json.loads((tuned_results / "tuning" / "s" / "study.json").read_text())
+    assert len(record["sessions"]) == 2
+
+
+def test_a_larger_budget_on_the_same_name_is_refused(tuned_results: Path, data_root: Path) -> None:
+    before = file_hashes(tuned_results)
+    result = invoke(
+        tune_args(tuned_results, "--study", "s", methods="proxy_nca,nca", trials=4), data_root
+    )
+    assert result.exit_code == 2, describe(result)
+    message = " ".join(result.output.split())
+    assert message.startswith("Error: The study 's'") and "exists for budget" in message
+    assert "--study NAME" in message
+    assert file_hashes(tuned_results) == before
+
+
+def test_run_tuned_trains_at_the_best_parameters_and_records_them(
+    tuned_results: Path, data_root: Path
+) -> None:
+    record = json.loads((tuned_results / "tuning" / "s" / "study.json").read_text())
+    result = invoke(run_args(tuned_results, "--tuned", methods="proxy_nca,nca"), data_root)
+    assert result.exit_code == 0, describe(result)
+    untuned = invoke(run_args(tuned_results, methods="proxy_nca"), data_root)
+    assert untuned.exit_code == 0, describe(untuned)
+    configs = [
+        json.loads(p.read_text()) for p in sorted(tuned_results.glob("hershey-*/config.json"))
+    ]
+    tuned = {c["method"]: c for c in configs if c.get("tuning")}
+    assert set(tuned) == {"proxy_nca", "nca"}
+    for method, config in tuned.items():
+        best = record["methods"][method]["best"]
+        assert config["tuning"]["study"] == "s"
+        assert config["tuning"]["trial"] == best["trial"]
+        assert config["tuning"]["val_score"] == pytest.approx(best["value"])
+        assert config["lr"] == pytest.approx(best["params"]["lr"])
+        assert config["method_config"]["scale"] == pytest.approx(best["params"]["scale"])
+        assert config["val_classes"] == 0.0  # trained on all train classes
+    plain = [c for c in configs if not c.get("tuning")]
+    assert len(plain) == 1 and plain[0]["run_id"] != tuned["proxy_nca"]["run_id"]
+
+
+def test_the_report_has_a_tuning_section(tuned_results: Path, data_root: Path) -> None:
+    result = invoke(["report", "--results-dir", str(tuned_results)], data_root)
+    assert result.exit_code == 0, describe(result)
+    report = (tuned_results / "report" / "report.md").read_text()
+    assert "## Tuning" in report
+    assert "3 trials x 12 steps" in report
+    assert (tuned_results / "report" / "tuning_history_s.png").is_file()
+    # the runs compared mix tuned and untuned proxy_nca runs: the answers say so
+    assert "not tuned with equal budgets" in report
+
+
+def test_tuning_never_embeds_a_test_class(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dml_bench.train import evaluation
+
+    embedded: list[str] = []
+    original = evaluation.embed_dataset
+
+    def spy(model: Any, dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        embedded.extend(str(c) for c in dataset.classes)
+        return original(model, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "embed_dataset", spy)
+    results = tmp_path / "results"
+    result = invoke(tune_args(results, "--study", "spy", trials=2), data_root)
+    assert result.exit_code == 0, describe(result)
+    from dml_bench.train.data import load_run_data
+    from dml_bench.train.plan import ExperimentRequest, plan_runs
+
+    config = plan_runs(
+        ExperimentRequest(
+            methods=("proxy_nca",),
+            run_params={"data_root": str(data_root)},
+            dataset_params={"max_classes": 24, "images_per_class": 4, "image_size": 16},
+        )
+    )[0]
+    data = load_run_data(config)
+    test_classes = {str(c) for c in data.test.classes}
+    train_classes = {str(c) for c in data.train.classes}
+    assert embedded, "the spy saw no embedding"
+    assert not set(embedded) & test_classes
+    assert set(embedded) <= train_classes

@@ -1,0 +1,77 @@
+"""Search spaces on method specs: every built-in declares one with citations; bad ones are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import pytest
+
+from dml_bench.errors import PluginError
+from dml_bench.methods import BUILTIN_METHODS, METHODS, SearchParam
+from dml_bench.methods.space import TUNABLE_RUN_OPTIONS
+
+
+@pytest.mark.parametrize("name", BUILTIN_METHODS)
+def test_every_builtin_declares_a_cited_space_including_the_network_lr(name: str) -> None:
+    spec = METHODS.get(name)
+    config = spec.default_config()
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert "lr" in {p.name for p in spec.search_space}
+    for param in spec.search_space:
+        assert len(param.citation) > 20, param
+        if param.scope == "method":
+            assert param.name in fields
+            default = getattr(config, param.name)
+            # the hand-picked default lies inside the searched range
+            assert param.contains(default), (param, default)
+        else:
+            assert param.name in TUNABLE_RUN_OPTIONS
+
+
+def test_lifted_structure_ranges_always_give_a_valid_config() -> None:
+    spec = METHODS.get("lifted_structure")
+    space = {p.name: p for p in spec.search_space}
+    # the worst corner: the largest positive margin against the smallest negative one
+    spec.make_config(
+        {"neg_margin": space["neg_margin"].low, "pos_margin": space["pos_margin"].high}
+    )
+
+
+BAD = [
+    (SearchParam("scale", "float", 2.0, 1.0, citation="x"), "low (2.0) must be below high"),
+    (
+        SearchParam("scale", "float", 0.0, 1.0, log=True, citation="x"),
+        "log-scale range needs low > 0",
+    ),
+    (SearchParam("scale", "float", 1.0, math.inf, citation="x"), "finite numbers"),
+    (SearchParam("scale", "float", 1.0, 2.0), "needs a citation"),
+    (SearchParam("nope", "float", 1.0, 2.0, citation="x"), "not a field of the method's config"),
+    (
+        SearchParam("steps", "int", 1, 9, scope="run", citation="x"),
+        "must be one of the run options",
+    ),
+    (SearchParam("scale", "categorical", choices=(1.0,), citation="x"), "2+ choices"),
+    (SearchParam("scale", "int", 1.5, 3, citation="x"), "integer bounds"),
+    (SearchParam("scale", "normal", 1, 3, citation="x"), "kind must be"),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(("param", "message"), BAD)
+def test_a_malformed_search_space_is_refused_when_the_spec_is_built(
+    param: SearchParam, message: str
+) -> None:
+    with pytest.raises(PluginError, match=re.escape(message)):
+        dataclasses.replace(METHODS.get("nca"), search_space=(param,))
+
+
+def test_a_parameter_listed_twice_is_refused() -> None:
+    param = METHODS.get("nca").search_space[0]
+    with pytest.raises(PluginError, match="more than once"):
+        dataclasses.replace(METHODS.get("nca"), search_space=(param, param))
+
+
+def test_a_space_that_is_not_a_tuple_is_refused() -> None:
+    with pytest.raises(PluginError, match="must be a tuple"):
+        dataclasses.replace(METHODS.get("nca"), search_space=list(METHODS.get("nca").search_space))  # type: ignore[arg-type]
