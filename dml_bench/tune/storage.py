@@ -78,10 +78,10 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
                 grace_period=3 * heartbeat_s,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
-    except ModuleNotFoundError as exc:
+    except ImportError:  # Optuna's wording for a missing driver module
         raise StorageError(
-            f"--storage {mask_url(url)!r} needs the database driver {exc.name!r}, which is not "
-            "installed. For PostgreSQL: pip install 'dml-bench[postgres]'."
+            f"--storage {mask_url(url)!r} needs a database driver that is not installed. For "
+            "PostgreSQL: pip install 'dml-bench[postgres]' (psycopg 3)."
         ) from None
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable server
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

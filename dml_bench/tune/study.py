@@ -1,7 +1,8 @@
 """The Optuna side of a study group: create or join it, sampler, pruner, and its counts.
 
-Sampler: TPE (Optuna's default Bayesian optimiser; Bergstra et al., NeurIPS 2011), seeded, with
-``constant_liar`` so parallel workers do not propose the same point while others are running.
+Sampler: TPE (Optuna's default Bayesian optimiser; Bergstra et al., NeurIPS 2011), seeded (see
+:func:`sampler_seed`), with ``constant_liar`` so parallel workers do not propose the same point
+while others are running.
 Its random start-up is a third of the budget (at least 2, at most Optuna's default 10).
 
 Pruner: Optuna's ``MedianPruner``: a trial whose validation metric at an evaluation is below the
@@ -16,7 +17,6 @@ trials, each trained to its end or stopped by the same rule.
 from __future__ import annotations
 
 import warnings
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,20 +37,22 @@ def storage_of(plan: StudyPlan) -> Any:
     return open_storage(plan.storage, plan.heartbeat_s)
 
 
-def sampler_seed(seed: int, worker: str) -> int:
-    """Worker ``"0"`` samples with the study's seed; other workers (processes, machines) mix
-    their name in, so that no two propose the same random start-up points."""
-    return seed if worker == "0" else (seed * 1_000_003 + zlib.crc32(worker.encode())) % 2**31
+def sampler_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler is built afresh for every trial, seeded by the study's seed and the number of
+    trials the study holds: one worker replays the same sequence (and a resumed study continues
+    it), while concurrent workers, which see different counts, do not propose the same random
+    start-up points."""
+    return (seed * 1_000_003 + trials_so_far) % 2**31
 
 
-def make_sampler(plan: StudyPlan, worker: str) -> Any:
+def make_sampler(plan: StudyPlan, trials_so_far: int) -> Any:
     import optuna
 
     startup = max(2, min(10, plan.budget.trials // 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return optuna.samplers.TPESampler(
-            seed=sampler_seed(plan.budget.seed, worker),
+            seed=sampler_seed(plan.budget.seed, trials_so_far),
             n_startup_trials=startup,
             constant_liar=True,
         )
@@ -62,15 +64,15 @@ def make_pruner() -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=1)
 
 
-def load_study(plan: StudyPlan, method: str, worker: str = "0") -> Any:
+def load_study(plan: StudyPlan, method: str) -> Any:
+    """The method's study, with a sampler seeded for its next trial and the pruner."""
     import optuna
 
-    return optuna.load_study(
-        study_name=plan.study_name(method),
-        storage=storage_of(plan),
-        sampler=make_sampler(plan, worker),
-        pruner=make_pruner(),
+    study = optuna.load_study(
+        study_name=plan.study_name(method), storage=storage_of(plan), pruner=make_pruner()
     )
+    study.sampler = make_sampler(plan, len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def create_or_join(plan: StudyPlan) -> None:

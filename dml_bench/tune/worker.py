@@ -52,7 +52,7 @@ class WorkerState:
     """What one worker process keeps between trials: the loaded data of each method."""
 
     plan: StudyPlan
-    worker: str = "0"
+    worker: str = ""
     sources: dict[str, FoldSource] = field(default_factory=dict)
 
     def source(self, config: RunConfig) -> FoldSource:
@@ -62,8 +62,8 @@ class WorkerState:
 
 
 def worker_name(index: int) -> str:
-    """``"0"`` for the first local worker; others include host and pid (unique everywhere)."""
-    return "0" if index == 0 else f"{socket.gethostname()}-{os.getpid()}-{index}"
+    """Host, process id and local index: unique across machines (recorded with each trial)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{index}"
 
 
 def suggest(trial: Any, param: SearchParam) -> Any:
@@ -92,8 +92,8 @@ def run_trial(plan: StudyPlan, method: str, state: WorkerState | None = None) ->
     """Run one trial of ``method`` (unless the budget is already held): sample its parameters,
     train its fold(s), report every validation evaluation to the pruner, record the score."""
 
-    state = state or WorkerState(plan)
-    study = load_study(plan, method, state.worker)
+    state = state or WorkerState(plan, worker_name(0))
+    study = load_study(plan, method)
     study.optimize(
         lambda trial: _objective(trial, plan, method, state),
         n_trials=1,
