@@ -10,12 +10,12 @@ the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
 from __future__ import annotations
 
 import functools
-import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 from dml_bench.errors import UserError
+from dml_bench.redact import mask_text, mask_url
 from dml_bench.store.read import TUNING_FOLDER
 
 __all__ = ["TUNING_FOLDER", "StorageError", "default_storage", "mask_url", "open_storage"]
@@ -31,12 +31,6 @@ class StorageError(UserError):
 def default_storage(results_dir: Path) -> str:
     path = (Path(results_dir) / TUNING_FOLDER / STORAGE_FILE).resolve()
     return f"sqlite:///{path}"
-
-
-def mask_url(url: str) -> str:
-    """``scheme://user:password@host/db`` -> ``scheme://user:***@host/db``: safe to print and
-    record. (A minimal version; a shared helper for storage URLs may replace it.)"""
-    return re.sub(r"^([a-zA-Z0-9+.-]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def check_url(url: str) -> None:
@@ -86,7 +80,7 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable server
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
-            f"Cannot open the study storage {mask_url(url)!r}: {mask_url(first)}. Check that the "
+            f"Cannot open the study storage {mask_url(url)!r}: {mask_text(first)}. Check that the "
             "database server is running and reachable and that the URL's user, password, host, "
             "port and database are right, or leave --storage out to use a SQLite file under the "
             "results directory."

@@ -1,0 +1,83 @@
+"""Study bookkeeping: counts by state, seeds, and the checks that keep a study's budget equal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from dml_bench.train.experiment import ExperimentRequest
+from dml_bench.tune.plan import TuneRequest, plan_study
+from dml_bench.tune.study import StudyConflictError, check_same, count_trials, sampler_seed
+
+
+def frozen(
+    state: TrialState, value: float | None = None, **attrs: object
+) -> optuna.trial.FrozenTrial:
+    trial = create_trial(
+        state=state,
+        value=value if state == TrialState.COMPLETE else None,
+        params={},
+        distributions={},
+        user_attrs=dict(attrs),
+    )
+    return trial
+
+
+def test_counts_leave_surplus_and_interrupted_trials_out_of_failures() -> None:
+    trials = [
+        frozen(TrialState.COMPLETE, 0.3),
+        frozen(TrialState.COMPLETE, 0.6),
+        frozen(TrialState.PRUNED),
+        frozen(TrialState.FAIL),
+        frozen(TrialState.FAIL, surplus=True),
+        frozen(TrialState.FAIL, interrupted=True),
+        frozen(TrialState.RUNNING),
+        frozen(TrialState.WAITING),
+    ]
+    c = count_trials(trials)
+    assert (c.complete, c.pruned, c.failed, c.running, c.waiting) == (2, 1, 1, 1, 1)
+    assert c.best == 0.6 and c.finished == 3 and c.occupied == 5
+
+
+def test_sampler_seeds_depend_on_the_seed_and_the_trial_count() -> None:
+    seeds = {sampler_seed(s, n) for s in range(3) for n in range(50)}
+    assert len(seeds) == 150
+    assert sampler_seed(0, 7) == sampler_seed(0, 7)
+
+
+def plan(tmp_path: Path, methods: tuple[str, ...] = ("nca",), trials: int = 3) -> object:
+    return plan_study(
+        TuneRequest(
+            experiment=ExperimentRequest(methods=methods),
+            trials=trials,
+            results_dir=tmp_path,
+            study="g",
+        )
+    )
+
+
+def test_joining_needs_the_same_dataset_methods_budget_and_setup(tmp_path: Path) -> None:
+    mine = plan(tmp_path)
+    wanted = mine.meta()  # type: ignore[attr-defined]
+    check_same(mine, wanted, wanted)  # the same: joins
+    for key, value, message in [
+        ("dataset", "cub200", "exists for dataset cub200, not hershey"),
+        ("methods", ["proxy_nca"], "exists for methods proxy_nca, not nca"),
+        ("budget", {**wanted["budget"], "trials": 9}, "exists for budget"),
+        ("setup", {"nca": "other"}, "other run options"),
+    ]:
+        with pytest.raises(StudyConflictError, match=message):
+            check_same(mine, {**wanted, key: value}, wanted)
+    with pytest.raises(StudyConflictError, match="not made by dml-bench tune"):
+        check_same(mine, None, wanted)
+
+
+def test_default_study_names_follow_the_setup(tmp_path: Path) -> None:
+    request = TuneRequest(ExperimentRequest(methods=("nca",)), trials=3, results_dir=tmp_path)
+    first = plan_study(request).group
+    assert first.startswith("hershey-") and plan_study(request).group == first
+    other = TuneRequest(ExperimentRequest(methods=("nca",)), trials=4, results_dir=tmp_path)
+    assert plan_study(other).group != first
