@@ -1,15 +1,31 @@
-"""``dml-bench tune``: a thin click command over :mod:`dml_bench.tune`."""
+"""``dml-bench tune``: a thin click command over :mod:`dml_bench.tune`.
+
+:mod:`dml_bench.cli.main` registers this command when it is imported, so this module takes the
+CLI's helpers from it only when the command runs (never at import: no import cycle, also when
+``python -m dml_bench.cli.main`` runs the CLI as ``__main__``).
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from dml_bench.cli.main import EXIT_INTERRUPTED, configure_logging, user_errors
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`dml_bench.cli.main.user_errors`, looked up when the command runs."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dml_bench.cli.main import user_errors as handle
+
+        return handle(func)(*args, **kwargs)
+
+    return wrapper
 
 
 @click.command()
@@ -73,6 +89,7 @@ def tune(**options: Any) -> None:
     the same command again (here or, with --storage, on other machines) to continue or join.
     Then `dml-bench run --tuned` trains each method at its best parameters.
     """
+    from dml_bench.cli.main import EXIT_INTERRUPTED, configure_logging
     from dml_bench.cli.run_options import request_from_options
     from dml_bench.tune import TuneRequest, plan_study
     from dml_bench.tune.local import prepare, tune_locally
