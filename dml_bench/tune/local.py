@@ -113,11 +113,15 @@ def tune_locally(plan: StudyPlan, workers: int, progress: ProgressFactory | None
     return TuneOutcome(final, record, wall)
 
 
-def _worker_process(plan: StudyPlan, index: int) -> None:
-    """The body of a local worker process (module level, so it can be spawned)."""
+def _worker_process(plan: StudyPlan, index: int, threads: int) -> None:
+    """The body of a local worker process (module level, so it can be spawned). On CPU the
+    workers share the cores: each gets its share of threads instead of all of them."""
+    import torch
+
     from dml_bench.cli.main import configure_logging
 
     configure_logging(False)
+    torch.set_num_threads(threads)
     try:
         run_worker(plan, index)
     except KeyboardInterrupt:
@@ -129,8 +133,9 @@ def _worker_process(plan: StudyPlan, index: int) -> None:
 
 def _run_processes(plan: StudyPlan, workers: int, bar: StudyProgress) -> None:
     context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
     processes = [
-        context.Process(target=_worker_process, args=(plan, i), daemon=False)
+        context.Process(target=_worker_process, args=(plan, i, threads), daemon=False)
         for i in range(workers)
     ]
     for p in processes:
