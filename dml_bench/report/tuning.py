@@ -19,7 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dml_bench.report.plots import color_for
-from dml_bench.report.questions import Section, markdown_table
+from dml_bench.report.section import Section
+from dml_bench.report.text import markdown_table
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dml_bench.errors import ConfigError
-from dml_bench.train.experiment import ExperimentRequest, plan_runs
+from dml_bench.train.plan import ExperimentRequest, plan_runs
 from dml_bench.tune.adapter import trial_config
 
 

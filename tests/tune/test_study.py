@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from dml_bench.train.experiment import ExperimentRequest
+from dml_bench.train.plan import ExperimentRequest
 from dml_bench.tune.plan import TuneRequest, plan_study
 from dml_bench.tune.study import StudyConflictError, check_same, count_trials, sampler_seed
 
