@@ -119,8 +119,11 @@ class RunConfig:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
 
     def identity(self) -> str:
-        """A short hash of everything that changes the result (execution fields excluded)."""
+        """A short hash of everything that changes the result (execution fields excluded). An
+        untuned run (``tuning`` None) hashes as before the field existed: its run id is kept."""
         data = {k: v for k, v in to_dict(self).items() if k not in EXECUTION_FIELDS}
+        if data.get("tuning") is None:
+            data.pop("tuning", None)
         return config_hash(data)
 
     def run_id(self) -> str:
@@ -197,7 +200,8 @@ IDENTITY_FIELDS = frozenset({"method", "dataset", "seed", "method_config", "data
 
 def setup_field_names() -> list[str]:
     """The run options that can change what a run computes (its ``setup`` in config.json)."""
-    return sorted(set(run_field_names()) - EXECUTION_FIELDS - IDENTITY_FIELDS)
+    # ``tuning`` joins a tuned run's setup as a label (train/recording.py), never as a dict
+    return sorted(set(run_field_names()) - EXECUTION_FIELDS - IDENTITY_FIELDS - {"tuning"})
 
 
 def changed_options(config: RunConfig) -> dict[str, Any]:
