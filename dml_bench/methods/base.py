@@ -196,7 +196,7 @@ def validate_spec(spec: Any) -> None:
         problems.append(f"name must be an identifier-like string, got {name!r}")
     cls = getattr(spec, "config_cls", None)
     problems += config_class_problems(cls, MethodConfig)
-    if not problems:
+    if not problems and cls is not None:
         fields = [f.name for f in dataclasses.fields(cls)]
         problems += space_problems(getattr(spec, "search_space", ()), fields)
     if not callable(getattr(spec, "build_loss", None)):

@@ -31,6 +31,7 @@ from pytorch_metric_learning.losses import ContrastiveLoss
 
 from dml_bench.errors import ConfigError
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import space_from_table
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
     "pos_margin": (
@@ -93,4 +94,5 @@ SPEC: MethodSpec[ContrastiveConfig] = MethodSpec(
     build_miner=None,
     family="pair",
     needs_positives=True,
+    search_space=space_from_table(SEARCH_SPACE),
 )

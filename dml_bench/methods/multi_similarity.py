@@ -30,6 +30,7 @@ from pytorch_metric_learning.miners import MultiSimilarityMiner
 
 from dml_bench.errors import ConfigError
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import space_from_table
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
     "alpha": (
@@ -113,4 +114,5 @@ SPEC: MethodSpec[MultiSimilarityConfig] = MethodSpec(
     build_miner=build_miner,
     family="pair",
     needs_positives=True,
+    search_space=space_from_table(SEARCH_SPACE),
 )

@@ -32,6 +32,7 @@ from pytorch_metric_learning.regularizers import LpRegularizer
 
 from dml_bench.errors import ConfigError
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import space_from_table
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
     "l2_reg_weight": (
@@ -93,4 +94,5 @@ SPEC: MethodSpec[NPairsConfig] = MethodSpec(
     build_miner=None,
     family="pair",
     needs_positives=True,
+    search_space=space_from_table(SEARCH_SPACE),
 )

@@ -39,6 +39,7 @@ from pytorch_metric_learning.losses import ProxyAnchorLoss
 from dml_bench.errors import ConfigError
 from dml_bench.methods._proxies import DEFAULT_PROXY_LR, proxy_diagnostics
 from dml_bench.methods.base import MethodConfig, MethodSpec
+from dml_bench.methods.space import space_from_table
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
     "margin": (
@@ -142,4 +143,5 @@ SPEC: MethodSpec[ProxyAnchorConfig] = MethodSpec(
     family="proxy",
     diagnostics=proxy_diagnostics,
     needs_positives=False,
+    search_space=space_from_table(SEARCH_SPACE),
 )

@@ -51,6 +51,7 @@ from dml_bench.methods._proxies import (
 )
 from dml_bench.methods.base import MethodConfig, MethodSpec
 from dml_bench.methods.proxy_nca import StaticProxyNCALoss
+from dml_bench.methods.space import space_from_table
 
 SEARCH_SPACE: dict[str, tuple[str, float, float, bool, str]] = {
     "temperature": (
@@ -133,4 +134,5 @@ SPEC: MethodSpec[ProxyNCAPlusPlusConfig] = MethodSpec(
     family="proxy",
     diagnostics=proxy_diagnostics,
     needs_positives=False,
+    search_space=space_from_table(SEARCH_SPACE),
 )

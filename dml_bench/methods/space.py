@@ -13,9 +13,9 @@ A parameter of ``scope="method"`` is a field of the method's config (e.g. Proxy-
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 Kind = Literal["float", "int", "categorical"]
 Scope = Literal["method", "run"]
@@ -113,3 +113,15 @@ def space_problems(space: Any, config_fields: Sequence[str]) -> list[str]:
     if duplicates:
         problems.append(f"search_space names {', '.join(duplicates)} more than once")
     return problems
+
+
+def space_from_table(
+    table: Mapping[str, tuple[str, float, float, bool, str]], network_lr: bool = True
+) -> tuple[SearchParam, ...]:
+    """A method's ``{field: (kind, low, high, log, citation)}`` table as a search space, with the
+    network's learning rate (:data:`NETWORK_LR`) searched too unless ``network_lr`` is false."""
+    params = tuple(
+        SearchParam(name, cast(Kind, kind), low, high, log=log, citation=citation)
+        for name, (kind, low, high, log, citation) in table.items()
+    )
+    return (*params, NETWORK_LR) if network_lr else params

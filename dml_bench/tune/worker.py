@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dml_bench.errors import RunFailedError, UserError
+from dml_bench.errors import ConfigError, RunFailedError, UserError
 from dml_bench.methods import METHODS
 from dml_bench.methods.space import SearchParam
 from dml_bench.train.config import RunConfig
@@ -114,7 +114,11 @@ def _objective(trial: Any, plan: StudyPlan, method: str, state: WorkerState) -> 
         raise SurplusTrial(f"trial {trial.number}: the budget of {plan.budget.trials} is held")
     trial.set_user_attr("worker", state.worker)
     params = {p.name: suggest(trial, p) for p in METHODS.get(method).search_space}
-    config = trial_config(plan.base_config(method), params)
+    try:
+        config = trial_config(plan.base_config(method), params)
+    except ConfigError as exc:  # e.g. two sampled margins in the wrong order: a failed trial
+        trial.set_user_attr("reason", str(exc))
+        raise RunFailedError(f"invalid parameters {params}: {exc}") from None
     source = state.source(config)
     budget = plan.budget
     folder = trial_folder(plan, method, trial.number)
