@@ -90,25 +90,64 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
 )
 @click.option("--dataset", help="Dataset name, or folder:PATH / csv:FILE (default: hershey).")
 @click.option("--seeds", help="Comma-separated seeds (default: 0).")
-@click.option("--steps", type=int, help="Training steps per run.")
-@click.option("--eval-every", type=int, help="Evaluate on the test classes every N steps.")
-@click.option("--batch-size", type=int)
-@click.option("--embedding-size", type=int)
-@click.option("--lr", type=float, help="Learning rate of the network.")
-@click.option("--optimizer", type=str, help="adam, adamw, rmsprop or sgd.")
+@click.option("--steps", type=int, help="Training steps per run. [default: 600]")
 @click.option(
-    "--trunk", help="Trunk (default: auto = small_cnn for hershey, googlenet for photos)."
+    "--eval-every", type=int, help="Evaluate on the test classes every N steps. [default: 200]"
 )
-@click.option("--pretrained/--no-pretrained", default=None, help="ImageNet weights for the trunk.")
-@click.option("--freeze-bn/--no-freeze-bn", default=None, help="Freeze batch-norm layers.")
+@click.option("--batch-size", type=int, help="Images per training batch. [default: 64]")
+@click.option("--embedding-size", type=int, help="Embedding dimension. [default: 64]")
+@click.option("--lr", type=float, help="Learning rate of the network. [default: 0.001]")
+@click.option("--optimizer", type=str, help="adam, adamw, rmsprop or sgd. [default: adam]")
+@click.option(
+    "--trunk",
+    help="small_cnn, googlenet, resnet50, or auto: chosen from the images' size, the device and "
+    "whether ImageNet weights are cached, and said in one line. [default: auto]",
+)
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=None,
+    help="ImageNet weights for the trunk. [default: auto: on for googlenet/resnet50]",
+)
+@click.option(
+    "--freeze-bn/--no-freeze-bn", default=None, help="Freeze batch-norm layers. [default: off]"
+)
+@click.option(
+    "--resize",
+    type=int,
+    help="Shorter side of photos before cropping, px. [default: auto: 256, or the images' own "
+    "size up to 72 for small_cnn]",
+)
+@click.option(
+    "--crop",
+    type=int,
+    help="Square crop of photos, px (random when training, centre when evaluating). "
+    "[default: auto: 227, or 7/8 of resize for small_cnn]",
+)
 @click.option("--preset", help="nofuss (the paper's set-up) or mlrc (Reality Check).")
 @click.option(
-    "--val-classes", type=float, help="Fraction of train classes held out for validation."
+    "--val-classes",
+    type=float,
+    help="Fraction of train classes held out for validation. [default: 0]",
 )
-@click.option("--device", help="auto, cpu, cuda or cuda:N (default: auto).")
-@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA (default: on).")
-@click.option("--num-workers", type=int, help="DataLoader worker processes.")
-@click.option("--checkpoint-every", type=int, help="Checkpoint every N steps (for resume).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N. [default: auto]")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA. [default: on]")
+@click.option("--num-workers", type=int, help="DataLoader worker processes. [default: 0]")
+@click.option(
+    "--checkpoint-every", type=int, help="Checkpoint every N steps (for resume). [default: 100]"
+)
+@click.option(
+    "--keep/--no-keep",
+    default=None,
+    help="Keep the trained model (safetensors) and the test embeddings in each run folder. "
+    "[default: on]",
+)
+@click.option(
+    "--log",
+    "log",
+    metavar="LOGGERS",
+    help="Also log runs to tensorboard and/or mlflow (comma-separated; pip install "
+    '"dml-bench[tracking]"). [default: none]',
+)
 @click.option(
     "--data-root",
     envvar="DML_BENCH_DATA_ROOT",

@@ -22,6 +22,9 @@ RUN_FLAGS = (
     "optimizer",
     "trunk",
     "pretrained",
+    "resize",
+    "crop",
+    "keep",
     "freeze_bn",
     "val_classes",
     "device",
@@ -99,6 +102,8 @@ def request_from_options(options: Mapping[str, Any]) -> Any:
             run_params[flag] = options[flag]
     if options.get("data_root") is not None:
         run_params["data_root"] = str(options["data_root"])
+    if options.get("log") is not None:
+        run_params["log"] = tuple(v.strip() for v in str(options["log"]).split(",") if v.strip())
 
     method_params: dict[str, dict[str, list[Any]]] = {
         name: {k: _as_list(v) for k, v in table.items()}

@@ -55,7 +55,7 @@ def build_small_cnn(in_channels: int, pretrained: bool) -> tuple[nn.Module, int]
     pooling: ~0.1M parameters and ~4M multiply-adds per 32 px glyph, so that the default run of
     all five methods trains and evaluates in minutes on a 2-core CPU."""
     if pretrained:
-        logger.info("small_cnn has no pretrained weights; training from scratch")
+        logger.debug("small_cnn has no pretrained weights; training from scratch")
     widths = (16, 32, 64, 128)
     layers: list[nn.Module] = []
     c = in_channels

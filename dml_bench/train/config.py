@@ -27,6 +27,8 @@ EXECUTION_FIELDS = frozenset(
         "prepared",  # a prepared cache gives the very same pixels (dml_bench.data.prepared)
         "checkpoint_every",
         "eval_batch_size",
+        "keep",  # what is kept after the run, not what it computes
+        "log",  # where the run is also logged (dml_bench.track)
         # labels, not values: a sweep's default point is the same run as the plain method
         "variant",
         "swept_fields",
@@ -89,6 +91,8 @@ class RunConfig:
     prepared: bool = True  # read photos from a matching `dml-bench prepare` cache if one exists
     checkpoint_every: int = 100
     eval_batch_size: int = 512
+    keep: bool = True  # keep the model weights and test embeddings (dml_bench.store.models)
+    log: tuple[str, ...] = ()  # also log to "tensorboard" and/or "mlflow" (dml_bench.track)
     preset: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -117,6 +121,7 @@ class RunConfig:
             raise ConfigError(f"crop ({self.crop}) must not exceed resize ({self.resize}).")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}.")
+        check_loggers(self.log)
 
     def identity(self) -> str:
         """A short hash of everything that changes the result (execution fields excluded). An
@@ -128,6 +133,19 @@ class RunConfig:
 
     def run_id(self) -> str:
         return f"{self.dataset}-{self.method}-seed{self.seed}-{self.identity()}"
+
+
+#: The experiment trackers ``--log`` accepts (dml_bench.track).
+LOGGERS = ("tensorboard", "mlflow")
+
+
+def check_loggers(names: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in LOGGERS:
+            raise ConfigError(
+                f"Unknown logger {name!r} in --log. Valid loggers are: {', '.join(LOGGERS)} "
+                "(comma-separated, e.g. --log tensorboard,mlflow)."
+            )
 
 
 def check_positive(config: Any, names: tuple[str, ...]) -> None:

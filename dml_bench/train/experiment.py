@@ -69,7 +69,7 @@ def run_experiment(
     for config in configs:
         claim = claim_run(results_dir, config.run_id(), rerun=rerun)
         if claim.folder is None:
-            logger.info("skip %s: %s", config.run_id(), claim.skip_reason)
+            logger.debug("skip %s: %s", config.run_id(), claim.skip_reason)
             outcomes.append(
                 RunOutcome(
                     config.run_id(), config.variant, config.seed, "skipped", claim.skip_reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,12 @@ from dml_bench.data import DATASETS
 from dml_bench.errors import ConfigError
 from dml_bench.methods import METHODS
 from dml_bench.store.records import variant_label
+from dml_bench.train.auto import choose as choose_auto
 from dml_bench.train.config import RunConfig, preset_values, run_field_names
 from dml_bench.train.data import resolve_trunk
 from dml_bench.train.device import resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
         )
     base_values = {**preset["run"], **dict(request.run_params)}
     check_run_options(base_values)
+    auto = choose_auto(base_values, dataset_spec, dataset_config)
+    if auto.reason:
+        logger.info("%s", auto.reason)
+    base_values.update(auto.values)
     configs = []
     for seed in request.seeds:
         for method in request.methods:

@@ -31,6 +31,8 @@ def test_run_on_a_fake_tree_with_the_paper_split(dataset: str, tmp_path: Path) -
         dataset,
         "--data-root",
         str(root),
+        "--trunk",
+        "googlenet",
         "--no-pretrained",
         "--steps",
         "5",
