@@ -45,6 +45,7 @@ from dml_bench.train.evaluation import (
     retrieval_examples,
 )
 from dml_bench.train.interrupt import StopFlag, stop_requests
+from dml_bench.train.keep import keep_final, keep_if_best
 from dml_bench.train.recording import write_summary
 from dml_bench.train.sampling import BatchPlan, StepBatchSampler
 from dml_bench.train.seeding import run_generator, seed_everything, seeded_global_rng
@@ -420,6 +421,7 @@ class _Trainer:
         # redone on resume and must see the same training losses.
         self.state.loss_sum, self.state.loss_count = 0.0, 0
         self.folder.write_metrics(self.state.rows)
+        keep_if_best(self.config, self.folder, self.ctx.model, self.state.rows)
         self.bar.set_postfix({"R@1": f"{row.get('recall@1', float('nan')):.3f}"})
 
 
@@ -493,6 +495,7 @@ def finish_run(ctx: RunContext) -> None:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **examples)  # type: ignore[arg-type]
         ctx.folder.write_bytes(RETRIEVALS_FILE, buffer.getvalue())
+    keep_final(ctx.config, ctx.data, ctx.model, ctx.folder, state.rows, (embeddings, labels))
     write_summary(ctx.config, ctx.folder, state.rows, state.elapsed_s)
     ctx.folder.write_status("completed", state.step)
     (ctx.folder.path / "checkpoint.pt").unlink(missing_ok=True)
