@@ -27,6 +27,7 @@ from dml_bench.methods import METHODS, Method, build_method
 from dml_bench.models import Embedder, build_embedder
 from dml_bench.store.records import RETRIEVALS_FILE
 from dml_bench.store.write import RunFolder
+from dml_bench.track import start_trackers
 from dml_bench.train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
 from dml_bench.train.config import RunConfig
 from dml_bench.train.data import (
@@ -220,19 +221,25 @@ def train_run(
     """
     seed_everything(config.seed)
     trainer = _Trainer(build_context(config, data, folder, device, progress or _NoProgress))
-    with stop_requests() as stop:
-        try:
-            trainer.run(stop)
-        except KeyboardInterrupt:
-            trainer.interrupted()
-            raise
-        except RunFailedError as exc:
-            folder.write_status("failed", trainer.state.step, str(exc))
-            return RunResult(folder.run_id, "failed", trainer.state.rows, str(exc))
-        finally:
-            trainer.bar.close()
-    finish_run(trainer.ctx)
-    return RunResult(folder.run_id, "completed", trainer.state.rows)
+    trackers, status = trainer.trackers, "interrupted"
+    try:
+        with stop_requests() as stop:
+            try:
+                trainer.run(stop)
+            except KeyboardInterrupt:
+                trainer.interrupted()
+                raise
+            except RunFailedError as exc:
+                folder.write_status("failed", trainer.state.step, str(exc))
+                status = "failed"
+                return RunResult(folder.run_id, "failed", trainer.state.rows, str(exc))
+            finally:
+                trainer.bar.close()
+        finish_run(trainer.ctx)
+        status = "completed"
+        return RunResult(folder.run_id, "completed", trainer.state.rows)
+    finally:
+        trackers.finish(status, folder.path)
 
 
 @dataclass
@@ -299,6 +306,7 @@ class _Trainer:
         self.window: list[torch.Tensor] = []
         self.tick = time.perf_counter()
         self.restore()
+        self.trackers = start_trackers(ctx.config, ctx.folder)
         self.bar = ctx.progress(
             total=ctx.config.steps,
             initial=ctx.state.step,
@@ -411,6 +419,7 @@ class _Trainer:
         for value in values.tolist():  # step by step, so the sum never depends on the grouping
             self.state.loss_sum += value
         self.state.loss_count += len(values)
+        self.trackers.losses(first, values.tolist())
         self.bar.update(len(values))
         self.bar.set_postfix({"loss": f"{float(values.mean()):.4f}"}, refresh=False)
 
@@ -422,6 +431,7 @@ class _Trainer:
         self.state.loss_sum, self.state.loss_count = 0.0, 0
         self.folder.write_metrics(self.state.rows)
         keep_if_best(self.config, self.folder, self.ctx.model, self.state.rows)
+        self.trackers.evaluation(row)
         self.bar.set_postfix({"R@1": f"{row.get('recall@1', float('nan')):.3f}"})
 
 

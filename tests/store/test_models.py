@@ -59,7 +59,9 @@ def test_glyph_model_reloads_without_dml_bench(tmp_path: Path, data_root: Path) 
     assert result.exit_code == 0, result.output
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     record = json.loads((run_dir / "model.json").read_text())
-    assert record["trunk"] == "small_cnn" and record["weights"] == {"final": "model_final.safetensors"}
+    assert record["trunk"] == "small_cnn" and record["weights"] == {
+        "final": "model_final.safetensors"
+    }
     assert not (run_dir / "checkpoint.pt").exists()
     model = load_plain(
         plain_small_cnn(record["in_channels"], record["embedding_size"]),
