@@ -435,9 +435,14 @@ def datasets(data_root: Path | None, results_dir: Path) -> None:
 
 
 def _add_commands() -> None:
+    """Commands kept in their own modules."""
+    from dml_bench.cli.clean import clean
+    from dml_bench.cli.embeddings import embed, evaluate
     from dml_bench.cli.tune import tune
 
     cli.add_command(tune)
+    for command in (clean, embed, evaluate):
+        cli.add_command(command)
 
 
 _add_commands()

@@ -18,6 +18,7 @@ from dml_bench.report import plots, tables, tuning
 from dml_bench.report.questions import all_sections
 from dml_bench.report.runs import prepare
 from dml_bench.report.section import Section
+from dml_bench.store.clean import NEVER_TRAINED
 from dml_bench.store.read import RunTable, load_runs
 
 logger = logging.getLogger(__name__)
@@ -105,12 +106,23 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _skipped_text(skipped: list[tuple[str, str]], limit: int | None) -> str:
-    shown = skipped if limit is None else skipped[:limit]
-    lines = [f"Skipped {len(skipped)} run{'s' if len(skipped) != 1 else ''}:"]
-    lines += [f"  - {name}: {reason}" for name, reason in shown]
-    if limit is not None and len(skipped) > limit:
-        lines.append(f"  ... and {len(skipped) - limit} more (all listed in report.md)")
+def _skipped_text(all_skipped: list[tuple[str, str]], limit: int | None) -> str:
+    """The skipped runs, each with its reason; folders of runs that never trained a step are
+    counted in one line instead (they hold no result)."""
+    skipped = [(name, reason) for name, reason in all_skipped if reason != NEVER_TRAINED]
+    untrained = len(all_skipped) - len(skipped)
+    lines = []
+    if skipped:
+        shown = skipped if limit is None else skipped[:limit]
+        lines = [f"Skipped {len(skipped)} run{'s' if len(skipped) != 1 else ''}:"]
+        lines += [f"  - {name}: {reason}" for name, reason in shown]
+        if limit is not None and len(skipped) > limit:
+            lines.append(f"  ... and {len(skipped) - limit} more (all listed in report.md)")
+    if untrained:
+        lines.append(
+            f"{_count(untrained, 'folder')} of runs that never trained a step ignored "
+            "(`dml-bench clean` lists them and removes them with --yes)."
+        )
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from torch import nn
 
 from dml_bench.errors import UserError
 from dml_bench.store.write import RunFolder
+
+if TYPE_CHECKING:
+    from dml_bench.models import Embedder
 
 MODEL_JSON = "model.json"
 FINAL = "model_final.safetensors"
@@ -131,7 +134,7 @@ def read_model_record(run_dir: Path) -> dict[str, Any]:
     return dict(record)
 
 
-def load_kept_model(run_dir: Path, which: str = "final") -> tuple[nn.Module, dict[str, Any]]:
+def load_kept_model(run_dir: Path, which: str = "final") -> tuple[Embedder, dict[str, Any]]:
     """Rebuild a kept model (the ``which`` weights: final or best) through dml-bench's trunks."""
     from safetensors.torch import load_file
 

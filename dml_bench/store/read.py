@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dml_bench.errors import UserError
+from dml_bench.store.clean import NEVER_TRAINED, never_trained
 from dml_bench.store.records import (
     BOOKKEEPING_COLUMNS,
     CONFIG_FILE,
@@ -113,8 +114,8 @@ def load_runs(results_dir: Path) -> RunTable:
         try:
             row, curve = read_run(folder)
         except UnreadableRunError as exc:
-            logger.info("Skipping run %s: %s", folder.name, exc)
-            skipped.append((folder.name, str(exc)))
+            logger.debug("Skipping run %s: %s", folder.name, exc)  # the report lists it once
+            skipped.append((folder.name, NEVER_TRAINED if never_trained(folder) else str(exc)))
             continue
         rows.append(row)
         curves.append(curve)
