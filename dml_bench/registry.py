@@ -9,6 +9,7 @@ first time its entry is looked up.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -132,8 +133,10 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             valid = ", ".join(self.names()) or "(none)"
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(
-                f"Unknown {self.kind} {name!r}. Valid {self.kind}s are: {valid}. "
+                f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind}s are: {valid}. "
                 f"Run `dml-bench {self.kind}s` to list them with descriptions."
             ) from None
 

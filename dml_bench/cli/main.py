@@ -127,7 +127,7 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
 @click.option(
     "--val-classes",
     type=float,
-    help="Fraction of train classes held out for validation. [default: 0]",
+    help="Fraction of train classes held out for validation. [default: 0.0]",
 )
 @click.option("--device", help="auto, cpu, cuda or cuda:N. [default: auto]")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA. [default: on]")
@@ -276,6 +276,11 @@ def format_outcomes(outcomes: list[Any]) -> str:
     help="Shorter side in pixels; runs read the cache when their resize option matches it.",
 )
 @click.option("--num-workers", type=int, default=2, show_default=True, help="Decoding processes.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only decode every image of both splits and list the corrupt ones (writes nothing).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @user_errors
 def prepare(
@@ -284,6 +289,7 @@ def prepare(
     download: bool,
     resize: int,
     num_workers: int,
+    check: bool,
     no_progress: bool,
 ) -> None:
     """Decode and resize a photo dataset once, so that runs skip JPEG decoding.
@@ -305,6 +311,11 @@ def prepare(
         from tqdm import tqdm
 
         progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
+    if check:
+        _check_images(
+            spec, spec.make_config(extra), data_root or default_data_root(), download, progress
+        )
+        return
     try:
         results = prepare_splits(
             spec,
@@ -326,6 +337,20 @@ def prepare(
         click.echo(
             f"{result.folder}: {result.images} images, {result.bytes / 2**30:.2f} GiB ({state})"
         )
+
+
+def _check_images(spec: Any, config: Any, root: Path, download: bool, progress: Any) -> None:
+    from dml_bench.data.check import corrupt_images
+
+    read, bad = corrupt_images(spec, config, root, download, progress)
+    for path, error in bad:
+        click.echo(f"{path}: {error}")
+    if bad:
+        raise UserError(
+            f"{len(bad)} of the {read} images of {spec.name} cannot be decoded (listed above). "
+            "Replace them (e.g. extract the dataset again) or remove them from the dataset."
+        )
+    click.echo(f"{spec.name}: all {read} images decode.")
 
 
 @cli.command()

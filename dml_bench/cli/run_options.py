@@ -48,7 +48,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"The config file {str(path)!r} is not valid TOML ({exc}). Fix the syntax; the file "
-            "has tables [run], [methods.NAME] and [dataset], e.g. `[run]\\nsteps = 300`."
+            "has tables [run], [methods.NAME] and [dataset], each a header line followed by "
+            "`key = value` lines, e.g. a line `[run]`, then a line `steps = 300`."
         ) from None
     unknown = sorted(set(data) - {"run", "methods", "dataset"})
     if unknown:
@@ -56,7 +57,47 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"The config file {str(path)!r} has unknown top-level key(s) {', '.join(map(repr, unknown))}. "
             "Valid tables are [run], [methods.NAME] and [dataset]."
         )
+    check_tables(path, data)
     return data
+
+
+def check_tables(path: Path, data: Mapping[str, Any]) -> None:
+    """Unknown keys are named with the file and the table they are in."""
+    from dml_bench.config import field_names
+    from dml_bench.methods import METHODS
+    from dml_bench.train.experiment import check_run_options
+
+    def where(table: str, exc: UserError) -> ConfigError:
+        return ConfigError(f"In the config file {str(path)!r}, table {table}: {exc}")
+
+    tables = {"[run]": data.get("run", {}), "[dataset]": data.get("dataset", {})}
+    methods = data.get("methods", {})
+    tables |= {f"[methods.{k}]": v for k, v in methods.items()} if isinstance(methods, dict) else {}
+    for table, values in tables.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"In {str(path)!r}, {table} must be a table of `key = value` lines.")
+    try:
+        check_run_options({k: v for k, v in tables["[run]"].items() if k not in _FILE_RUN_KEYS})
+    except UserError as exc:
+        raise where("[run]", exc) from None
+    for name, values in methods.items():
+        try:
+            valid = field_names(METHODS.get(name).config_cls)
+        except UserError as exc:
+            raise where(f"[methods.{name}]", exc) from None
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise where(
+                f"[methods.{name}]",
+                ConfigError(
+                    f"unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: "
+                    f"{', '.join(valid)}."
+                ),
+            )
+
+
+#: [run] keys of a config file that are not run options (they have their own flags).
+_FILE_RUN_KEYS = frozenset({"methods", "dataset", "seeds", "preset"})
 
 
 def parse_setting(text: str) -> tuple[str | None, str, list[str]]:

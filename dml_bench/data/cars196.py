@@ -82,9 +82,10 @@ def download(root: Path) -> None:
 
 def _how(root: Path) -> str:
     return (
-        f"Download it with download=True (CLI: --download), or fetch {IMAGES_URL} and "
+        f"Download it with --download (download=True from Python), or fetch {IMAGES_URL} and "
         f"{ANNOTATIONS_URL} (see {PAGE}), put both in {Path(root) / FOLDER} and extract the "
-        "archive there."
+        "archive there; or point --data-root (or $DML_BENCH_DATA_ROOT) at the folder that "
+        "already holds it."
     )
 
 

@@ -52,8 +52,9 @@ def resolve_transform(request: DataRequest) -> Callable[[Any], Any]:
 
 def how_to_get(url: str, root: Path) -> str:
     return (
-        f"Download it with download=True (CLI: --download), or fetch {url} yourself and extract "
-        f"it into {root}."
+        f"Download it with --download (download=True from Python), or fetch {url} yourself and "
+        f"extract it into {root}; or point --data-root (or $DML_BENCH_DATA_ROOT) at the folder "
+        "that already holds it."
     )
 
 
