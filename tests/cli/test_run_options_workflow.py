@@ -85,3 +85,21 @@ def test_prepare_check_lists_corrupt_images(tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert f"{broken}:" in bad.output and "1 of the 24 images" in " ".join(bad.output.split())
     assert not (tmp_path / "prepared").exists()
+
+
+def test_the_readme_config_file_plans(tmp_path: Path) -> None:
+    """The README's TOML example is a valid config: every key exists, the sweep plans."""
+    from dml_bench.cli.run_options import request_from_options
+    from dml_bench.train import plan_runs
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, flags=re.S) if "[run]" in b]
+    tree = fakes.make_folder_tree(tmp_path / "my_images", n_classes=10, per_class=8)
+    path = tmp_path / "experiment.toml"
+    path.write_text(block.replace("folder:my_images", f"folder:{tree}"))
+    configs = plan_runs(request_from_options({"config_file": path}))
+    assert len(configs) == 3 * (2 + 1)  # 3 seeds x (proxy_nca at scale 3 and 9, triplet)
+    assert {c.method_config.scale for c in configs if c.method == "proxy_nca"} == {3.0, 9.0}
+    assert all(
+        (c.trunk, c.resize, c.crop, c.val_classes) == ("small_cnn", 64, 56, 0.2) for c in configs
+    )
