@@ -86,3 +86,13 @@ def test_plan_logs_the_choice_once(tmp_path, no_weights, caplog) -> None:
         configs = plan_runs(request)
     assert {(c.trunk, c.resize, c.crop) for c in configs} == {("small_cnn", 64, 56)}
     assert sum("auto:" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_runs_recorded_with_trunk_auto_compare_equal_to_resolved_ones() -> None:
+    from dml_bench.store.records import legacy_setup
+
+    old = {"trunk": "auto", "trunk_resolved": "small_cnn", "pretrained": True, "lr": 0.001}
+    new = {"trunk": "small_cnn", "trunk_resolved": "small_cnn", "pretrained": False, "lr": 0.001}
+    assert legacy_setup(old) == legacy_setup(new)
+    photo = {"trunk": "auto", "trunk_resolved": "googlenet", "pretrained": True}
+    assert legacy_setup(photo) != legacy_setup({**photo, "pretrained": False})
