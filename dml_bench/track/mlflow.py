@@ -1,7 +1,10 @@
 """MLflow: params, metrics over steps and the run's records, to ``MLFLOW_TRACKING_URI``.
 
-Without ``MLFLOW_TRACKING_URI`` the runs go to a file store, ``./mlruns`` (browse it with
-``mlflow ui --backend-store-uri ./mlruns``). Each dml-bench run is one MLflow run of the experiment
+Without ``MLFLOW_TRACKING_URI`` the runs go to MLflow's default local store, the SQLite file
+``mlflow.db`` in the current folder (``mlflow ui`` started there shows them): MLflow 3 keeps its
+older ``./mlruns`` folder store in maintenance mode and refuses it unless
+``MLFLOW_ALLOW_FILE_STORE=true``, which a user may set together with
+``MLFLOW_TRACKING_URI=./mlruns``. Each dml-bench run is one MLflow run of the experiment
 ``$MLFLOW_EXPERIMENT_NAME`` (default ``dml-bench``), named by its run id and tagged
 ``dml_bench.run_id``, so a resumed run continues the same MLflow run. At the end the run folder's
 records (config.json, env.json, metrics.csv, summary.json, status.json, model.json) are logged as
@@ -42,7 +45,11 @@ ENV_DEFAULTS = {
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
+    """``$MLFLOW_TRACKING_URI``, else MLflow's own default: ``mlflow.db`` (SQLite) in the current
+    folder, a local file that ``mlflow ui`` started there shows."""
+    import mlflow
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
 
 
 def metric_key(tag: str) -> str:
