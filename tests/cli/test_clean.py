@@ -69,3 +69,7 @@ def test_clean_lists_then_removes_only_untrained_folders(
     assert all(p.exists() for p in [completed, *kept, results / "not-a-run"])
     assert held is not None
     os.close(held)
+
+    again = invoke(run_args(results), data_root)  # the completed run is skipped, said once
+    assert again.exit_code == 0, again.output
+    assert again.output.count(completed.name) == 1 and "already completed" in again.output
