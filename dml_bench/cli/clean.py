@@ -6,21 +6,19 @@ from pathlib import Path
 
 import click
 
-from dml_bench.cli.main import configure_logging, user_errors
-
 
 @click.command()
 @click.option(
     "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
 )
 @click.option("--yes", is_flag=True, help="Remove them (without it, only list them).")
-@user_errors
 def clean(results_dir: Path, yes: bool) -> None:
     """List the folders of runs that never trained a step; remove them with --yes.
 
     Such folders hold no result (a run stopped by bad input or Ctrl-C before its first step).
     Completed runs, runs with a checkpoint and runs another process is training are never touched.
     """
+    from dml_bench.cli.main import configure_logging
     from dml_bench.store.clean import find_untrained, remove_untrained
 
     configure_logging(False)

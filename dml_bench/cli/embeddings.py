@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from dml_bench.cli.main import configure_logging, user_errors
 from dml_bench.errors import UserError
 
 
@@ -39,7 +38,6 @@ def _run_dir(run: str, results_dir: Path) -> Path:
 )
 @click.option("--data-root", envvar="DML_BENCH_DATA_ROOT", type=click.Path(path_type=Path))
 @click.option("--device", default="auto", show_default=True)
-@user_errors
 def embed(
     run: str,
     dataset: str,
@@ -51,6 +49,7 @@ def embed(
     device: str,
 ) -> None:
     """Embed a dataset's split with the model RUN kept; write embeddings and labels to --out."""
+    from dml_bench.cli.main import configure_logging
     from dml_bench.train.embed import check_format, embed_with_run, write_embeddings
 
     configure_logging(False)
@@ -64,9 +63,9 @@ def embed(
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--ks", default="1,2,4,8", show_default=True, help="The K of Recall@K.")
-@user_errors
 def evaluate(file: Path, ks: str) -> None:
     """Retrieval and clustering metrics of stored embeddings (FILE.npz or FILE.csv)."""
+    from dml_bench.cli.main import configure_logging
     from dml_bench.train.embed import evaluate_file
 
     configure_logging(False)

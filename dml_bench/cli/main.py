@@ -460,13 +460,25 @@ def datasets(data_root: Path | None, results_dir: Path) -> None:
 
 
 def _add_commands() -> None:
-    """Commands kept in their own modules."""
+    """Commands kept in their own modules; clean, embed and evaluate get the same handling of
+    bad input as the commands here."""
     from dml_bench.cli.clean import clean
     from dml_bench.cli.embeddings import embed, evaluate
     from dml_bench.cli.tune import tune
 
     cli.add_command(tune)
     for command in (clean, embed, evaluate):
+        assert command.callback is not None
+        command.callback = user_errors(command.callback)
+        cli.add_command(command)
+    from dml_bench.cli.clean import clean
+    from dml_bench.cli.embeddings import embed, evaluate
+    from dml_bench.cli.tune import tune
+
+    cli.add_command(tune)
+    for command in (clean, embed, evaluate):
+        assert command.callback is not None
+        command.callback = user_errors(command.callback)
         cli.add_command(command)
 
 

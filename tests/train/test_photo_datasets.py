@@ -80,4 +80,5 @@ def test_missing_data_root_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert str(missing) in result.output.replace("\n", " ") and "Traceback" not in result.output
-    assert not any((tmp_path / "r").iterdir())  # no half-made run folder left behind
+    results = tmp_path / "r"
+    assert not results.exists() or not any(results.iterdir())  # no half-made run folder
