@@ -65,7 +65,7 @@ def check_tables(path: Path, data: Mapping[str, Any]) -> None:
     """Unknown keys are named with the file and the table they are in."""
     from dml_bench.config import field_names
     from dml_bench.methods import METHODS
-    from dml_bench.train.experiment import check_run_options
+    from dml_bench.train.plan import check_run_options
 
     def where(table: str, exc: UserError) -> ConfigError:
         return ConfigError(f"In the config file {str(path)!r}, table {table}: {exc}")

@@ -45,7 +45,7 @@ def embed_with_run(
     from dml_bench.train.config import RunConfig
     from dml_bench.train.device import resolve_device
     from dml_bench.train.evaluation import EmbeddingProgress, embed_dataset
-    from dml_bench.train.experiment import split_dataset_name
+    from dml_bench.train.plan import split_dataset_name
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}.")

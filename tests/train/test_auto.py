@@ -11,7 +11,7 @@ from PIL import Image
 
 from dml_bench.data import DATASETS
 from dml_bench.train import auto
-from dml_bench.train.experiment import ExperimentRequest, plan_runs
+from dml_bench.train.plan import ExperimentRequest, plan_runs
 
 
 def image_tree(root: Path, width: int, height: int, classes: int = 4, per_class: int = 3) -> Path:
