@@ -5,7 +5,11 @@ lets the method mine (under ``no_grad``) and compute its loss, steps one optimis
 groups are the network and the loss's own parameters (the proxies, with their own learning rate),
 evaluates on the test classes every ``eval_every`` steps (and at step 0, so every convergence curve
 starts from the untrained network), and checkpoints every ``checkpoint_every`` steps so that a
-killed run resumes exactly.
+killed run resumes exactly. What a run writes besides its records is called from here at four
+points: the kept model (:mod:`dml_bench.train.keep`) and the trackers (:mod:`dml_bench.track`).
+
+The file is a little long because the whole loop is kept in one place, read top to bottom; the
+outputs above live in their own modules and take one line each here.
 """
 
 from __future__ import annotations
