@@ -205,16 +205,8 @@ def setup_of(config: Mapping[str, Any], fields: list[str]) -> dict[str, Any]:
 
 
 def legacy_setup(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Schema 0 recorded no ``setup``; it is the schema-0 setup fields of the flat config.
-
-    Those runs say ``trunk: auto`` and the trunk it meant (``trunk_resolved``), where runs planned
-    since name the trunk itself; small_cnn has no weights, so its ``pretrained`` changed nothing."""
-    setup = setup_of(config, list(LEGACY_SETUP_FIELDS))
-    if setup.get("trunk") == "auto" and config.get("trunk_resolved"):
-        setup["trunk"] = config["trunk_resolved"]
-    if setup.get("trunk") == "small_cnn" and "pretrained" in setup:
-        setup["pretrained"] = False
-    return setup
+    """Schema 0 recorded no ``setup``; it is the schema-0 setup fields of the flat config."""
+    return setup_of(config, list(LEGACY_SETUP_FIELDS))
 
 
 def legacy_swept(variant: str, method_config: Mapping[str, Any]) -> dict[str, Any]:

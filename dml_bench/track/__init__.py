@@ -10,6 +10,7 @@ Backends are imported only when asked for, so a run without ``--log`` imports ne
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -162,6 +163,6 @@ def start_trackers(config: Any, folder: Any) -> Trackers:
         from dml_bench.config import to_dict
 
         path = Path(folder.path) / "config.json"
-        record = folder.read_json("config.json") if path.is_file() else to_dict(config)
+        record = json.loads(path.read_text()) if path.is_file() else to_dict(config)
         trackers.start(record)
     return trackers

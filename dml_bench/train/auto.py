@@ -8,8 +8,10 @@ A run that names no trunk gets one chosen before any run is planned, from three 
 - the weights: whether torchvision's ImageNet weights of GoogLeNet are already in the torch hub
   cache (``~/.cache/torch/hub/checkpoints``), so nothing has to be downloaded.
 
-The choice is written into the run's config (``trunk``, ``pretrained``, ``resize``, ``crop``), so
-the run id and ``config.json`` name what ran, and it is said in one line. Explicit values (flags,
+For photos the choice is written into the run's config (``trunk``, ``pretrained``, ``resize``,
+``crop``), so the run id and ``config.json`` name what ran, and it is said in one line. Tensor
+datasets (the glyphs) always get ``small_cnn``, which no environment changes: their config keeps
+``trunk = "auto"``, so runs already recorded keep their run ids. Explicit values (flags,
 ``--set``, the config file, a preset) are never replaced: only what the user left open is chosen.
 
 The paper's set-up (Sec. 5: ImageNet-pretrained Inception with batch norm, resize 256, random crop
@@ -57,15 +59,14 @@ def choose(values: Mapping[str, Any], spec: DatasetSpec[Any], dataset_config: An
     explicit_pretrained = _bool_or_none(values.get("pretrained"))
     picked: dict[str, Any] = {}
     if spec.input_kind == "tensor":
+        # Always small_cnn, wherever it runs: the config keeps "auto" (resolved by
+        # train.data.resolve_trunk), so the run ids of runs already recorded stay the same.
         if trunk == "small_cnn" and explicit_pretrained:
             return AutoChoice({}, "small_cnn has no pretrained weights: it trains from scratch")
         if trunk != "auto":
             return AutoChoice({}, "")
-        picked = {"trunk": "small_cnn"}
-        if explicit_pretrained is None:
-            picked["pretrained"] = False
         return AutoChoice(
-            picked, f"trunk=auto: small_cnn from scratch ({spec.name} holds small tensor images)"
+            {}, f"trunk=auto: small_cnn from scratch ({spec.name} holds small tensor images)"
         )
     side = median_side(values, spec, dataset_config) if _needs_side(values, trunk) else None
     facts: list[str] = [] if side is None else [f"images ~{side} px"]

@@ -61,6 +61,7 @@ def keep_final(
         data.spec.channels,
     )
     record["final_step"] = step
+    record["pretrained_init"] = config.pretrained and TRUNKS.get(trunk).weights_mean_std is not None
     if (folder.path / BEST).is_file():
         best = [r for r in rows if r.get(SELECTION_METRIC) is not None]
         record["weights"]["best"] = BEST

@@ -50,7 +50,7 @@ def test_flags_override_the_file_which_overrides_nothing_else(tmp_path: Path) ->
     file = tmp_path / "c.toml"
     file.write_text(
         '[run]\nmethods = ["nca", "proxy_nca"]\nseeds = [1, 2]\nsteps = 50\nlr = 0.5\n'
-        "[methods.nca]\nmargin = [0.1, 0.2]\n[dataset]\nmax_classes = 10\n"
+        "[methods.nca]\nscale = [4.0, 8.0]\n[dataset]\nmax_classes = 10\n"
     )
     request = request_from_options(
         options(
@@ -60,7 +60,7 @@ def test_flags_override_the_file_which_overrides_nothing_else(tmp_path: Path) ->
     assert request.methods == ("nca", "proxy_nca") and request.seeds == (1, 2)
     assert request.run_params == {"steps": 7, "lr": 0.5}
     assert request.method_params == {
-        "nca": {"margin": [0.1, 0.2]},
+        "nca": {"scale": [4.0, 8.0]},
         "proxy_nca": {"scale": ["3", "9"]},
     }
     assert request.dataset_params == {"max_classes": "12"}
