@@ -92,7 +92,7 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
 @click.option("--seeds", help="Comma-separated seeds (default: 0).")
 @click.option("--steps", type=int, help="Training steps per run. [default: 600]")
 @click.option(
-    "--eval-every", type=int, help="Evaluate on the test classes every N steps. [default: 200]"
+    "--eval-every", type=int, help="Evaluate on the test classes every N steps. [default: 100]"
 )
 @click.option("--batch-size", type=int, help="Images per training batch. [default: 64]")
 @click.option("--embedding-size", type=int, help="Embedding dimension. [default: 64]")
