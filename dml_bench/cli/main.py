@@ -471,15 +471,6 @@ def _add_commands() -> None:
         assert command.callback is not None
         command.callback = user_errors(command.callback)
         cli.add_command(command)
-    from dml_bench.cli.clean import clean
-    from dml_bench.cli.embeddings import embed, evaluate
-    from dml_bench.cli.tune import tune
-
-    cli.add_command(tune)
-    for command in (clean, embed, evaluate):
-        assert command.callback is not None
-        command.callback = user_errors(command.callback)
-        cli.add_command(command)
 
 
 _add_commands()
