@@ -63,11 +63,7 @@ def choose(values: Mapping[str, Any], spec: DatasetSpec[Any], dataset_config: An
         # train.data.resolve_trunk), so the run ids of runs already recorded stay the same.
         if trunk == "small_cnn" and explicit_pretrained:
             return AutoChoice({}, "small_cnn has no pretrained weights: it trains from scratch")
-        if trunk != "auto":
-            return AutoChoice({}, "")
-        return AutoChoice(
-            {}, f"trunk=auto: small_cnn from scratch ({spec.name} holds small tensor images)"
-        )
+        return AutoChoice({}, "")  # nothing chosen, so nothing to say
     side = median_side(values, spec, dataset_config) if _needs_side(values, trunk) else None
     facts: list[str] = [] if side is None else [f"images ~{side} px"]
     if trunk == "auto":
