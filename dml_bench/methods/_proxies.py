@@ -92,23 +92,27 @@ def nca_over_proxies(
     """Per-row NCA loss given logits against every proxy.
 
     ``logits`` (N, P) are ``-s d(x, p)``; ``positive`` (N,) the index of each row's positive proxy;
-    ``negatives`` (N, P) a boolean mask of each row's negative proxies (must not hold the positive;
-    every row must hold at least one negative). Returns (N,) losses.
+    ``negatives`` (N, P) the negative proxies of each row: a boolean mask (each proxy once), or
+    non-negative counts (proxy p stands ``negatives[n, p]`` times in the sum over negatives, as
+    when several negative points share a proxy under dynamic assignment). Every row must hold at
+    least one negative. With ``denominator="all"`` the positive joins the denominator once more.
 
     Label smoothing (the paper mentions none; reproductions use it): the target puts ``1 - eps`` on
-    the positive and spreads ``eps`` evenly over the negatives, and the loss is the cross entropy
-    ``-sum_j t_j log(exp(l_j) / sum_{k in D} exp(l_k))``. Unlike ``torch.nn.CrossEntropyLoss``,
-    the positive gets no share of ``eps``. Since the targets sum to one, this is
-    ``logsumexp_D(l) - (1 - eps) l_pos - eps mean_N(l)``.
+    the positive and spreads ``eps`` evenly over the negatives (weighted by their counts), and the
+    loss is the cross entropy ``-sum_j t_j log(exp(l_j) / sum_{k in D} exp(l_k))``. Unlike
+    ``torch.nn.CrossEntropyLoss``, the positive gets no share of ``eps``. Since the targets sum to
+    one, this is ``logsumexp_D(l) - (1 - eps) l_pos - eps mean_N(l)``.
     """
     positive_logit = logits.gather(1, positive.unsqueeze(1)).squeeze(1)
-    in_denominator = negatives
+    weights = negatives.to(logits.dtype)
     if denominator == "all":
-        in_denominator = negatives | F.one_hot(positive, logits.shape[1]).bool()
-    log_normaliser = torch.logsumexp(logits.masked_fill(~in_denominator, float("-inf")), dim=1)
+        weights = weights + F.one_hot(positive, logits.shape[1]).to(logits.dtype)
+    # log(0) = -inf drops a proxy from the sum; log(count) repeats it count times.
+    log_normaliser = torch.logsumexp(logits + weights.log(), dim=1)
     target_logit = positive_logit
     if label_smoothing > 0:
-        mean_negative_logit = logits.masked_fill(~negatives, 0.0).sum(1) / negatives.sum(1)
+        negative_weights = negatives.to(logits.dtype)
+        mean_negative_logit = (logits * negative_weights).sum(1) / negative_weights.sum(1)
         target_logit = (1 - label_smoothing) * positive_logit + label_smoothing * (
             mean_negative_logit
         )

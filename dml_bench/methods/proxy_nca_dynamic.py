@@ -2,44 +2,57 @@
 
 This docstring is the reference for what dml-bench means by *dynamic assignment*.
 
+What the paper says. The loss is defined "on a different space of triplets, consisting of an
+anchor data point and similar and dissimilar proxy points" (abstract): each data point y or z is
+replaced by its proxy, "for each data point in the original space there is a proxy point close
+to it" (Sec. 1), and the NCA loss of an anchor x with positives Y and negatives Z becomes
+L(x, p(y), p(Z)), NCA over the proxies of the negatives (Sec. 3; PAPER.md). Dynamic assignment
+(Sec. 3, proxy assignment) gives every point its nearest proxy, p(x) = argmin_p d(x, p), with no
+class ownership, over a proxy set whose size need not equal the number of classes. (The stored
+copies of the paper reachable from this project give its abstract and introduction verbatim;
+the Sec. 3 wording above is PAPER.md's summary of it, not a quotation.)
+
 Proxies. A set of ``P = round(proxies_per_class * num_classes)`` learned proxies (Python's
 ``round``; at least 2), with no class ownership. ``proxies_per_class`` may be a fraction (0.5:
 half as many proxies as classes) or a multiple (2: twice as many).
 
-Assignment. Every point x is assigned its nearest proxy, ``p(x) = argmin_p d(x, p)``, with d the
-squared Euclidean distance between the L2-normalised embedding and the L2-normalised proxy. The
-argmin is computed without gradient (it is piecewise constant); gradients reach the proxies and
-the embeddings through the distances inside the loss.
+Assignment. ``p(x) = argmin_p d(x, p)``, with d the squared Euclidean distance between the
+L2-normalised embedding and the L2-normalised proxy. The argmin is computed without gradient (it
+is piecewise constant); gradients reach the proxies and the embeddings through the distances
+inside the loss.
 
-Loss (the paper's triplet form with proxies). For every ordered pair (x, y) of *distinct* points
-of the same class in the batch (x the anchor), the positive proxy is p(y) and the negative proxies
-are the proxies of the batch's points of other classes:
+Loss, taken literally (``negative_proxies="per_point"``, the default). For every ordered pair
+(x, y) of *distinct* points of the same class in the batch (x the anchor), Z is the batch's points
+of other classes and
 
-    N(x, y) = { p(z) : z in batch, label(z) != label(x) }  minus  { p(y) }
-    L(x, y) = -log( exp(-s d(x, p(y))) / sum_{p in D} exp(-s d(x, p)) )
+    L(x, y) = -log( exp(-s d(x, p(y))) / sum_{z in Z} exp(-s d(x, p(z))) )
 
-with D = N(x, y) for ``denominator="negatives"`` (the paper's) or N(x, y) plus p(y) for ``"all"``.
+(``denominator="negatives"``, the paper's; ``"all"`` adds the term of p(y) once to the sum).
+Every z of another class is counted, once per point: a proxy shared by k negatives stands k times
+in the sum, as the sum over z says. A negative whose proxy is p(y) is kept (its term equals the
+numerator's), and no pair is skipped. This is what makes collapse costly: if every point sits on
+one proxy, L = log|Z| for every pair and the loss cannot go lower, while separating the classes
+onto different proxies drives it down. The loss is the mean over all (x, y) pairs.
+
+``negative_proxies="set_skip"`` (not the paper's; kept only so the failure it causes can be
+reproduced and tested against). The earlier dml-bench loss: the negatives were the *set* of
+proxies of Z, any negative proxy equal to p(y) was dropped, and pairs left without negatives were
+skipped. With the negatives-only denominator that rewards putting many classes on one proxy: on
+the default glyph run the proxies in use in a 16-class batch fell from 46 to 1 within 200 steps,
+after which every pair was skipped, nothing learned, and Recall@1 ended at 0.27 (static
+Proxy-NCA: 0.82). ``tests/methods/test_proxy_nca_dynamic.py`` shows the collapse on a small
+fixture and that the default does not collapse there.
+
 Decisions the paper leaves open, made here:
 
-* N(x, y) is a *set*: a proxy shared by several negatives appears once in the denominator (the
-  paper sums over p(Z), the proxies of the negatives; counting a proxy once per point would
-  weight it by how many batch points it happens to be nearest to).
-* Collapse: dynamic assignment can give a negative z the same proxy as the positive y
-  (p(z) == p(y)), most of all with fewer proxies than classes. That proxy is dropped from the
-  negatives (it cannot be both the target and a competitor; keeping it would let the loss push a
-  proxy away from itself). A pair whose negatives all collapse onto p(y) (N(x, y) empty) carries
-  no ranking signal and is skipped.
-* The loss is the mean over the kept pairs (several positives y sharing a proxy each count, like
-  the paper's sum over triplets). With no kept pair the loss is a zero connected to the graph.
-* Initialisation (``proxy_init``). With proxies drawn at random on the sphere, the untrained
-  network's embeddings, which sit close together, all have the *same* nearest proxy: every
-  negative collapses onto the positive, no pair is kept, the loss is zero and nothing learns (we
-  measured exactly that on the glyph dataset). ``"first_batch"`` (the default) therefore draws the
-  proxies from a Gaussian fitted, per dimension, to the first training batch's normalised
-  embeddings, so nearest-proxy assignment starts spread over the data. ``"random"`` keeps the
-  paper's plain random initialisation. The choice is recorded with the run's config.
-* Label smoothing, if asked, moves ``label_smoothing`` of the target from p(y) to N(x, y) evenly
-  (see :func:`dml_bench.methods._proxies.nca_over_proxies`).
+* Initialisation (``proxy_init``). ``"random"`` (std-1 Gaussian, normalised: the paper's random
+  initialisation) or ``"first_batch"``: a Gaussian fitted, per dimension, to the first training
+  batch's normalised embeddings, so nearest-proxy assignment starts spread over the data. With
+  random proxies the untrained network's embeddings, which sit close together, can all share one
+  nearest proxy, where every pair's loss is log|Z| and its gradient zero. Which default is
+  measured; see :data:`DEFAULT_PROXY_INIT`. The choice is recorded with the run's config.
+* Label smoothing, if asked, moves ``label_smoothing`` of the target from p(y) to the negatives'
+  proxies, weighted like the denominator (see :func:`dml_bench.methods._proxies.nca_over_proxies`).
 
 Because the positive proxy comes from a same-class point of the batch, this method needs
 positives inside each batch (m per class, default 4), unlike static Proxy-NCA.
@@ -66,6 +79,12 @@ from dml_bench.methods._proxies import (
 from dml_bench.methods.base import MethodConfig, MethodSpec
 from dml_bench.methods.proxy_nca import SEARCH_SPACE as PROXY_NCA_SPACE
 
+ProxyInit = Literal["first_batch", "random"]
+NegativeProxies = Literal["per_point", "set_skip"]
+
+DEFAULT_PROXY_INIT: ProxyInit = "first_batch"
+"""Proxies drawn from the first batch's embedding distribution (measurement pending)."""
+
 
 @dataclass(frozen=True)
 class DynamicProxyNCAConfig(MethodConfig):
@@ -74,6 +93,9 @@ class DynamicProxyNCAConfig(MethodConfig):
     ``proxies_per_class``: a float; the proxy set has ``round(proxies_per_class * num_classes)``
     proxies owned by no class (0.5, 1, 2 ... all allowed).
     ``m_per_class``: 4 (the positive proxy comes from a same-class point in the batch).
+    ``proxy_init``: ``"first_batch"`` or ``"random"`` (see the module docstring).
+    ``negative_proxies``: ``"per_point"`` (the paper's, default) or ``"set_skip"`` (the earlier
+    variant that collapses; kept to reproduce it, see the module docstring).
     """
 
     m_per_class: int | None = 4
@@ -82,12 +104,19 @@ class DynamicProxyNCAConfig(MethodConfig):
     denominator: Denominator = "negatives"
     proxies_per_class: float = 1.0
     label_smoothing: float = 0.0
-    proxy_init: Literal["first_batch", "random"] = "first_batch"
+    proxy_init: ProxyInit = DEFAULT_PROXY_INIT
+    negative_proxies: NegativeProxies = "per_point"
 
     def __post_init__(self) -> None:
         if self.proxy_init not in ("first_batch", "random"):
             raise ConfigError(
                 f"proxy_init must be 'first_batch' or 'random', got {self.proxy_init!r}."
+            )
+        if self.negative_proxies not in ("per_point", "set_skip"):
+            raise ConfigError(
+                f"negative_proxies must be 'per_point' (the paper's sum over every negative "
+                f"point) or 'set_skip' (the earlier, collapsing variant), got "
+                f"{self.negative_proxies!r}."
             )
         check_common_fields(self.scale, self.denominator, self.label_smoothing, self.loss_lr)
         if not self.proxies_per_class > 0:
@@ -125,6 +154,7 @@ class DynamicProxyNCALoss(ProxyNCABase):
         denominator: Denominator = "negatives",
         label_smoothing: float = 0.0,
         proxy_init: str = "random",
+        negative_proxies: NegativeProxies = "per_point",
     ) -> None:
         super().__init__(
             num_proxies,
@@ -134,6 +164,7 @@ class DynamicProxyNCALoss(ProxyNCABase):
             label_smoothing=label_smoothing,
         )
         self.proxy_init = proxy_init
+        self.negative_proxies: NegativeProxies = negative_proxies
         # A buffer, so a checkpoint remembers that the proxies were already initialised.
         self.register_buffer("initialised", torch.tensor(proxy_init == "random"))
         self._init_checked = False
@@ -164,24 +195,49 @@ class DynamicProxyNCALoss(ProxyNCABase):
                 self.initialise_from(embeddings)
             self._init_checked = True
         distances = self.proxy_distances(embeddings)
-        num_proxies = distances.shape[1]
         assigned = distances.detach().argmin(dim=1)
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         anchor, positive_point = torch.nonzero(same & ~eye, as_tuple=True)
-        # (B, P): proxy p is assigned to some point of a class other than b's.
-        assigned_one_hot = F.one_hot(assigned, num_proxies).to(distances.dtype)
-        negative_proxies = ((~same).to(distances.dtype) @ assigned_one_hot) > 0
-        positive = assigned[positive_point]
-        negatives = negative_proxies[anchor] & (
-            torch.arange(num_proxies, device=labels.device).unsqueeze(0) != positive.unsqueeze(1)
-        )
-        kept = negatives.any(dim=1)
-        anchor, positive_point = anchor[kept], positive_point[kept]
         if len(anchor) == 0:
             return self.zero_with_graph(embeddings)
+        # counts[b, p]: how many points of a class other than b's have proxy p.
+        assigned_one_hot = F.one_hot(assigned, distances.shape[1]).to(distances.dtype)
+        counts = (~same).to(distances.dtype) @ assigned_one_hot
+        positive = assigned[positive_point]
+        if self.negative_proxies == "set_skip":
+            return self._set_and_skip(distances, anchor, positive_point, positive, counts)
         losses = nca_over_proxies(
             -self.scale * distances[anchor],
+            positive,
+            counts[anchor],
+            self.denominator,
+            self.label_smoothing,
+        )
+        return {
+            "loss": {
+                "losses": losses,
+                "indices": (anchor, positive_point),
+                "reduction_type": "pos_pair",
+            }
+        }
+
+    def _set_and_skip(
+        self,
+        distances: torch.Tensor,
+        anchor: torch.Tensor,
+        positive_point: torch.Tensor,
+        positive: torch.Tensor,
+        counts: torch.Tensor,
+    ) -> dict[str, dict[str, Any]]:
+        """The earlier variant: negatives as a set without p(y); pairs left empty are skipped."""
+        proxy_ids = torch.arange(distances.shape[1], device=distances.device).unsqueeze(0)
+        negatives = (counts[anchor] > 0) & (proxy_ids != positive.unsqueeze(1))
+        kept = negatives.any(dim=1)
+        if not bool(kept.any()):
+            return self.zero_with_graph(distances)
+        losses = nca_over_proxies(
+            -self.scale * distances[anchor[kept]],
             positive[kept],
             negatives[kept],
             self.denominator,
@@ -190,7 +246,7 @@ class DynamicProxyNCALoss(ProxyNCABase):
         return {
             "loss": {
                 "losses": losses,
-                "indices": (anchor, positive_point),
+                "indices": (anchor[kept], positive_point[kept]),
                 "reduction_type": "pos_pair",
             }
         }
@@ -206,6 +262,7 @@ def build_loss(
         denominator=config.denominator,
         label_smoothing=config.label_smoothing,
         proxy_init=config.proxy_init,
+        negative_proxies=config.negative_proxies,
     )
 
 

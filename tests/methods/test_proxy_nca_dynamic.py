@@ -25,6 +25,10 @@ def _m_per_class_batch(
     return torch.randn(len(labels), dim, generator=g, dtype=torch.float64), labels
 
 
+def _nearest(embeddings: torch.Tensor, proxies: torch.Tensor) -> list[int]:
+    return [min(range(len(proxies)), key=lambda k: _sq_dist(x, proxies[k])) for x in embeddings]
+
+
 def _brute_force(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -32,25 +36,41 @@ def _brute_force(
     scale: float,
     denominator: str,
     label_smoothing: float = 0.0,
-) -> float | None:
-    """Mean over kept (x, y) pairs; None when every pair collapses."""
-    nearest = [min(range(len(proxies)), key=lambda k: _sq_dist(x, proxies[k])) for x in embeddings]
+) -> float:
+    """The paper's sum taken literally: every negative point z counted, p(z) = p(y) kept."""
+    nearest = _nearest(embeddings, proxies)
     losses = []
     for i, x in enumerate(embeddings):
         for j in range(len(labels)):
             if j == i or labels[j] != labels[i]:
                 continue
-            positive = nearest[j]
+            negatives = [nearest[k] for k in range(len(labels)) if labels[k] != labels[i]]
+            in_denominator = negatives + ([nearest[j]] if denominator == "all" else [])
+            logit = [-scale * _sq_dist(x, proxies[k]) for k in in_denominator]
+            log_z = math.log(sum(math.exp(v) for v in logit))
+            positive_logit = -scale * _sq_dist(x, proxies[nearest[j]])
+            negative_mean = sum(logit[: len(negatives)]) / len(negatives)
+            target = (1 - label_smoothing) * positive_logit + label_smoothing * negative_mean
+            losses.append(log_z - target)
+    return sum(losses) / len(losses)
+
+
+def _brute_force_set_skip(
+    embeddings: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor, scale: float
+) -> float | None:
+    """The earlier variant: negatives a set without p(y); pairs without negatives skipped."""
+    nearest = _nearest(embeddings, proxies)
+    losses = []
+    for i, x in enumerate(embeddings):
+        for j in range(len(labels)):
+            if j == i or labels[j] != labels[i]:
+                continue
             negatives = {nearest[k] for k in range(len(labels)) if labels[k] != labels[i]}
-            negatives.discard(positive)
+            negatives.discard(nearest[j])
             if not negatives:
                 continue
-            logit = {k: -scale * _sq_dist(x, proxies[k]) for k in [positive, *negatives]}
-            in_denominator = list(negatives) + ([positive] if denominator == "all" else [])
-            log_z = math.log(sum(math.exp(logit[k]) for k in in_denominator))
-            target = (1 - label_smoothing) * logit[positive]
-            target += label_smoothing * sum(logit[k] for k in negatives) / len(negatives)
-            losses.append(log_z - target)
+            log_z = math.log(sum(math.exp(-scale * _sq_dist(x, proxies[k])) for k in negatives))
+            losses.append(log_z + scale * _sq_dist(x, proxies[nearest[j]]))
     return sum(losses) / len(losses) if losses else None
 
 
@@ -64,9 +84,16 @@ def test_loss_matches_brute_force(
         num_proxies, 4, scale=5.0, denominator=denominator, label_smoothing=label_smoothing
     )
     embeddings, labels = _m_per_class_batch(6, 3, 4, seed=num_proxies)
-    expected = _brute_force(
-        embeddings, labels, loss.proxies.detach().double(), 5.0, denominator, label_smoothing
-    )
+    proxies = loss.proxies.detach().double()
+    expected = _brute_force(embeddings, labels, proxies, 5.0, denominator, label_smoothing)
+    assert loss(embeddings, labels).item() == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("num_proxies", [3, 6, 12])
+def test_set_skip_option_matches_its_brute_force(num_proxies: int) -> None:
+    loss = DynamicProxyNCALoss(num_proxies, 4, scale=5.0, negative_proxies="set_skip")
+    embeddings, labels = _m_per_class_batch(6, 3, 4, seed=num_proxies)
+    expected = _brute_force_set_skip(embeddings, labels, loss.proxies.detach().double(), 5.0)
     assert expected is not None
     assert loss(embeddings, labels).item() == pytest.approx(expected, rel=1e-9)
 
@@ -80,21 +107,26 @@ def test_assign_is_the_nearest_proxy_overall_whatever_the_label() -> None:
     assert loss.assign(embeddings, torch.zeros_like(labels)).tolist() == expected
 
 
-def test_a_batch_collapsed_onto_one_proxy_gives_a_finite_zero_with_gradients() -> None:
+def test_a_batch_on_one_proxy_costs_log_of_the_negatives_and_nothing_is_skipped() -> None:
+    """Every point on proxy 0: each pair's terms all equal the positive's, so L = log|Z|."""
     loss = DynamicProxyNCALoss(2, 3)
     with torch.no_grad():
         loss.proxies.copy_(torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
     embeddings = (torch.tensor([[1.0, 0.1, 0.0]]) + 0.01 * torch.randn(8, 3)).requires_grad_()
     labels = torch.arange(4).repeat_interleave(2)
     value = loss(embeddings, labels)
-    assert value.item() == 0.0
+    assert value.item() == pytest.approx(math.log(6))  # |Z| = 6 points of other classes
     value.backward()
     assert embeddings.grad is not None and loss.proxies.grad is not None
     assert torch.isfinite(embeddings.grad).all() and torch.isfinite(loss.proxies.grad).all()
+    skipping = DynamicProxyNCALoss(2, 3, negative_proxies="set_skip")
+    skipping.load_state_dict(loss.state_dict())
+    assert skipping(embeddings, labels).item() == 0.0  # the earlier variant skipped every pair
 
 
-def test_negatives_sharing_the_positive_proxy_are_dropped() -> None:
-    """Classes 0 and 1 sit on proxy 0, class 2 on proxy 1, so every anchor keeps one negative."""
+def test_negatives_sharing_the_positive_proxy_count_once_per_point() -> None:
+    """Classes 0 and 1 sit on proxy 0, class 2 on proxy 1: an anchor of class 0 has negatives
+    z = two points on proxy 0 (its own positive proxy, kept) and two on proxy 1."""
     loss = DynamicProxyNCALoss(2, 2, scale=1.0, denominator="negatives")
     proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     with torch.no_grad():
@@ -105,11 +137,12 @@ def test_negatives_sharing_the_positive_proxy_are_dropped() -> None:
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     assigned = loss.assign(embeddings, labels)
     assert assigned.tolist() == [0, 0, 0, 0, 1, 1]
-    # One pair per anchor, one negative proxy (the other one): NCA is d(x, p+) - d(x, p-).
     x = embeddings / embeddings.norm(dim=1, keepdim=True)
-    d_own = ((x - proxies[assigned]) ** 2).sum(1)
-    d_other = ((x - proxies[1 - assigned]) ** 2).sum(1)
-    expected = (d_own - d_other).mean().item()
+    d = ((x.unsqueeze(1) - proxies.unsqueeze(0)) ** 2).sum(2)  # (6, 2)
+    # negatives' proxy counts per anchor class: class 0 and 1 -> {0: 2, 1: 2}; class 2 -> {0: 4}
+    counts = torch.tensor([[2.0, 2.0]] * 4 + [[4.0, 0.0]] * 2)
+    log_z = torch.log((counts * torch.exp(-d)).sum(1))
+    expected = (d[torch.arange(6), assigned] + log_z).mean().item()  # one positive per anchor
     assert loss(embeddings, labels).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -165,3 +198,39 @@ def test_first_batch_initialisation_spreads_proxies_over_the_data_once() -> None
     restored.load_state_dict(loss.state_dict())
     restored(embeddings, labels)
     assert torch.equal(restored.proxies.detach(), fitted)
+
+
+def _proxies_in_use_while_training(config_values: dict[str, object], seed: int) -> list[int]:
+    """Train a linear embedding of 16 well separated classes (4 points each) for 60 steps with
+    the method built from ``config_values``; return the distinct proxies in use every 10 steps."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    labels = torch.arange(16).repeat_interleave(4)
+    inputs = torch.randn(16, 8, generator=g)[labels] + 0.5 * torch.randn(64, 8, generator=g)
+    net = torch.nn.Linear(8, 8)
+    method = build_method(SPEC, SPEC.make_config(config_values), 16, 8)
+    optimiser = torch.optim.Adam(
+        [{"params": net.parameters(), "lr": 0.05}, {"params": method.loss.parameters(), "lr": 0.1}]
+    )
+    in_use = []
+    for step in range(60):
+        value = method.compute_loss(net(inputs), labels)
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+        if step % 10 == 9:
+            with torch.no_grad():
+                in_use.append(len(method.loss.assign(net(inputs), labels).unique()))
+    return in_use
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_keeps_the_classes_on_many_proxies_where_set_and_skip_collapses(seed: int) -> None:
+    """The failure the paper's literal sum fixes: with negatives as a set without p(y) and
+    collapsed pairs skipped, classes pile onto a few proxies (16 classes end on 4-5 proxies
+    within 60 steps here); the default keeps at least 12 of the 16 in use throughout."""
+    default = _proxies_in_use_while_training({}, seed)
+    collapsing = _proxies_in_use_while_training({"negative_proxies": "set_skip"}, seed)
+    assert min(default) >= 12, default
+    assert collapsing[-1] <= 6, collapsing
+    assert collapsing[-1] < default[-1] - 6
