@@ -36,6 +36,9 @@ from typing import Literal, Protocol
 import torch
 import torch.nn.functional as F
 
+from dml_bench.eval.assignment import collapse_columns
+from dml_bench.eval.bound import BoundInputs, bound_columns
+
 logger = logging.getLogger(__name__)
 
 Denominator = Literal["negatives", "all"]
@@ -78,7 +81,10 @@ def proxy_bound_terms(
     proxy version replaces y and z by p(y) and p(z)), ``proxy_triplet_loss`` and
     ``data_triplet_loss`` (means over all in-batch triplets of
     ``[d(x,p(y)) - d(x,p(z)) + margin]_+`` and ``[d(x,y) - d(x,z) + margin]_+``),
-    ``eps_mean`` and ``eps_max`` (``||x̂ - p̂(x)||`` over the batch). s is ``proxy_loss.scale``;
+    ``eps_mean`` and ``eps_max`` (``||x̂ - p̂(x)||`` over the batch); the paper's bound
+    (``bound_*``, :func:`dml_bench.eval.bound.bound_columns`) and how spread the assignment is
+    (``proxies_in_use``, ``shared_proxy_pairs``, :mod:`dml_bench.eval.assignment`). s is
+    ``proxy_loss.scale``;
     ``denominator`` defaults to the loss's own (attribute ``denominator``), else the paper's
     ``"negatives"``.
     """
@@ -94,7 +100,7 @@ def proxy_bound_terms(
     positive_pairs, negative_pairs = _pair_masks(labels)
     scale = float(proxy_loss.scale)
     eps = (x - proxies[assigned]).norm(dim=1)
-    return {
+    terms = {
         "proxy_nca_loss": _nca(to_proxy_of, positive_pairs, negative_pairs, scale, convention),
         "data_nca_loss": _nca(data, positive_pairs, negative_pairs, scale, convention),
         "proxy_triplet_loss": _triplet(to_proxy_of, positive_pairs, negative_pairs, margin),
@@ -102,6 +108,14 @@ def proxy_bound_terms(
         "eps_mean": float(eps.mean()) if len(eps) else math.nan,
         "eps_max": float(eps.max()) if len(eps) else math.nan,
     }
+    bound_inputs = BoundInputs(x, proxies[assigned], labels, scale, _denominator(convention))
+    terms.update(bound_columns(bound_inputs, margin))
+    terms.update(collapse_columns(assigned, labels))
+    return terms
+
+
+def _denominator(convention: str) -> Denominator:
+    return "all" if convention == "all" else "negatives"
 
 
 def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
