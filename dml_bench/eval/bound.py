@@ -232,6 +232,7 @@ def bound_columns(inputs: BoundInputs, margin: float = 0.2) -> dict[str, float]:
             "bound_triplet_data": triplet.data_mean,
             "bound_triplet_proxy": triplet.proxy_mean,
             "bound_triplet_eps_term": triplet.eps_term,
+            "bound_triplet_rhs": triplet.proxy_mean + triplet.eps_term,
             "bound_triplet_held_paper": triplet.held_paper,
             # no alpha in this form: the plain check is the paper's bound without eps
             "bound_triplet_held_plain": triplet.held_paper_no_eps,

@@ -106,29 +106,43 @@ def curve_figure(
 #: (panel title, y label, [(column, line style)]) of the RQ1 figure: solid for the proxy loss
 #: (and eps max), dashed for the data loss (and eps mean).
 BOUND_PANELS = (
-    ("NCA loss", "loss", (("proxy_nca_loss", "-"), ("data_nca_loss", "--"))),
-    ("Triplet loss", "loss", (("proxy_triplet_loss", "-"), ("data_triplet_loss", "--"))),
+    ("NCA: paper's bound", "loss", (("bound_nca_rhs", "-"), ("bound_nca_data", "--"))),
+    ("NCA: plain check", "loss", (("proxy_nca_loss", "-"), ("data_nca_loss", "--"))),
+    ("Triplet: paper's bound", "loss", (("bound_triplet_rhs", "-"), ("bound_triplet_data", "--"))),
+    ("Slack terms (NCA)", "value", (("bound_nca_log_term", ":"), ("bound_nca_eps_term", "-."))),
     ("Proxy approximation error", "distance to proxy", (("eps_max", "-"), ("eps_mean", "--"))),
 )
-BOUND_STYLES: tuple[tuple[Literal["-", "--"], str], ...] = (
-    ("-", "solid: proxy loss; eps max"),
+#: Runs recorded before the paper's bound was logged show the plain triplet panel instead.
+PLAIN_TRIPLET_PANEL = (
+    "Triplet: plain check",
+    "loss",
+    (("proxy_triplet_loss", "-"), ("data_triplet_loss", "--")),
+)
+BOUND_STYLES: tuple[tuple[Literal["-", "--", ":", "-."], str], ...] = (
+    ("-", "solid: right-hand side (paper) or proxy loss (plain); eps max"),
     ("--", "dashed: data loss; eps mean"),
+    (":", "dotted: (1 - alpha) log n"),
+    ("-.", "dash-dot: c eps"),
 )
 
 
 def bound_figure(curves: pd.DataFrame, title: str) -> Figure:
-    """RQ1: proxy loss (solid) against data loss (dashed) over steps, and eps, per method.
+    """RQ1: the paper's bound (right-hand side solid, data loss dashed), the plain check (proxy
+    loss solid, data loss dashed), the slack terms and eps over steps, per method.
 
     The paper's claim is that the proxy loss upper-bounds the data loss, tighter as eps shrinks;
-    each panel draws a method's two quantities in one colour so the gap is visible. Panels whose
+    each panel draws a method's quantities in one colour so the gap is visible. Panels whose
     columns are absent from every run are left out. One legend below the panels serves all of
     them (a colour per method, then the two line styles), so that many methods stay readable.
     """
     from matplotlib.lines import Line2D
 
+    candidates = BOUND_PANELS
+    if "bound_triplet_rhs" not in curves.columns or curves["bound_triplet_rhs"].isna().all():
+        candidates = (*BOUND_PANELS[:2], PLAIN_TRIPLET_PANEL, *BOUND_PANELS[3:])
     panels = [
         p
-        for p in BOUND_PANELS
+        for p in candidates
         if any(c in curves.columns and curves[c].notna().any() for c, _ in p[2])
     ]
     labels = list(dict.fromkeys(curves["label"]))

@@ -9,10 +9,11 @@ and eps, the distance of each embedding to its proxy. :func:`section` renders th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from dml_bench.eval.bound import NCA_EPS_FACTOR, TRIPLET_EPS_FACTOR
 from dml_bench.report import plots
 from dml_bench.report.runs import FRACTION, Prepared, has, nanmean, quarters
 from dml_bench.report.section import Section, answer_lines
@@ -34,39 +35,73 @@ LOSSES = {"nca": "NCA", "triplet": "triplet"}
 
 @dataclass(frozen=True)
 class BoundFinding:
-    """RQ1 for one method on one dataset (means over seeds of per-run quantities)."""
+    """RQ1 for one method on one dataset and loss form (means over seeds of per-run values).
+
+    ``held_paper``: share of (x, y, Z) (NCA) or (x, y, z) (triplet) where the data loss is at most
+    the paper's right-hand side (:mod:`dml_bench.eval.bound`), averaged over logged rows;
+    ``held_paper_rows``: share of logged rows where it held on the mean over the batch;
+    ``held_paper_no_eps``: the share of triples without the ``c eps`` term. ``held_plain``: share
+    of logged rows where the proxy loss was at least the data loss at the same scale (the plain
+    check); ``held_plain_triples``: the same check per triple. The paper's columns are None for
+    runs recorded before they were logged. ``gap``: right-hand side minus data loss (the paper's
+    form when logged, else proxy minus data), first and last quarter of training.
+    """
 
     label: str
     dataset: str
     loss: str  # "NCA" or "triplet"
-    held: Interval  # fraction of logged rows with proxy loss >= data loss
-    gap_first: float  # mean(proxy - data) in the first quarter of training
+    held_plain: Interval
+    gap_first: float
     gap_last: float
     eps_max_first: float
     eps_max_last: float
     eps_mean_first: float
     eps_mean_last: float
+    held_paper: Interval | None = None
+    held_paper_rows: Interval | None = None
+    held_paper_no_eps: Interval | None = None
+    held_plain_triples: Interval | None = None
+    terms_last: dict[str, float] = field(default_factory=dict)
+    eps_factor: float = NCA_EPS_FACTOR
 
     def sentence(self) -> str:
-        verdict = (
-            "held on every logged row"
-            if self.held.mean >= 1.0
-            else ("held on most logged rows" if self.held.mean >= 0.5 else "mostly did not hold")
-        )
         trend = gap_trend(self.gap_first, self.gap_last)
-        return (
-            f"For {self.label} on {self.dataset}, the proxy {self.loss} loss was at least the "
-            f"data {self.loss} loss on {fmt_pct(self.held.mean)} of logged rows "
-            f"({interval_text(self.held, fmt_pct)}), so the bound {verdict}; from the first to "
-            f"the last quarter of training the gap went from {fmt_value(self.gap_first)} to "
-            f"{fmt_value(self.gap_last)} ({trend}) and eps_max from "
-            f"{fmt_value(self.eps_max_first)} to {fmt_value(self.eps_max_last)}."
+        movement = (
+            f"from the first to the last quarter of training the gap between the two sides went "
+            f"from {fmt_value(self.gap_first)} to {fmt_value(self.gap_last)} ({trend}) and "
+            f"eps_max from {fmt_value(self.eps_max_first)} to {fmt_value(self.eps_max_last)}."
         )
+        plain = (
+            f"the plain check (proxy {self.loss} loss at least the data {self.loss} loss at the "
+            f"same scale) held on {fmt_pct(self.held_plain.mean)} of logged rows "
+            f"({interval_text(self.held_plain, fmt_pct)})"
+        )
+        if self.held_paper is None or self.held_paper_rows is None:
+            return (
+                f"For {self.label} on {self.dataset}, these runs did not log the paper's bound; "
+                f"{plain}; {movement}"
+            )
+        no_eps = self.held_paper_no_eps
+        no_eps_text = (
+            f", without the eps term for {fmt_pct(no_eps.mean)}" if no_eps is not None else ""
+        )
+        return (
+            f"For {self.label} on {self.dataset}, the paper's bound on the {self.loss} loss "
+            f"(data loss <= {self.form()} + {fmt_value(self.eps_factor)} eps) held for "
+            f"{fmt_pct(self.held_paper.mean)} of the in-batch triples "
+            f"({interval_text(self.held_paper, fmt_pct)}){no_eps_text}, and on the batch mean "
+            f"at {fmt_pct(self.held_paper_rows.mean)} of logged rows; {plain}; {movement}"
+        )
+
+    def form(self) -> str:
+        """The right-hand side in words, without the eps term."""
+        if self.loss == LOSSES["nca"]:
+            return "alpha x proxy loss + (1 - alpha) log n"
+        return "proxy loss"
 
 
 def gap_trend(first: float, last: float) -> str:
-    """How the gap proxy - data moved: a gap that crosses zero did not narrow, it changed sign
-    (the proxy loss went from above the data loss to below it, or back)."""
+    """How the gap moved: a gap that crosses zero did not narrow, it changed sign."""
     if not (math.isfinite(first) and math.isfinite(last)):
         return "cannot tell"
     if first * last < 0:
@@ -74,10 +109,51 @@ def gap_trend(first: float, last: float) -> str:
     return "narrowed" if abs(last) < abs(first) else "did not narrow"
 
 
+#: The slack terms the table shows (last quarter of training), per loss form.
+TERMS = {
+    "nca": {
+        "data": "bound_nca_data",
+        "alpha x proxy": "bound_nca_proxy",
+        "(1 - alpha) log n": "bound_nca_log_term",
+        "c eps": "bound_nca_eps_term",
+    },
+    "triplet": {
+        "data": "bound_triplet_data",
+        "alpha x proxy": "bound_triplet_proxy",
+        "(1 - alpha) log n": "",
+        "c eps": "bound_triplet_eps_term",
+    },
+}
+
+
+def _run_values(rows: pd.DataFrame, loss: str) -> dict[str, float]:
+    """One run's per-row means of the paper's columns, and its terms in the last quarter."""
+    prefix = f"bound_{loss}"
+    values: dict[str, float] = {}
+    for name in ("held_paper", "held_paper_no_eps", "held_plain", "held_paper_on_mean"):
+        column = f"{prefix}_{name}"
+        values[name] = float(rows[column].mean()) if has(rows, column) else math.nan
+    _, last = quarters(rows)
+    for term, column in TERMS[loss].items():
+        values[term] = float(last[column].mean()) if column and has(last, column) else math.nan
+    if loss == "nca" and has(last, "bound_alpha"):
+        values["alpha x proxy"] *= float(last["bound_alpha"].mean())
+    return values
+
+
+def _gap(rows: pd.DataFrame, loss: str) -> pd.Series:
+    """Right-hand side minus data loss per row: the paper's form when logged, else plain."""
+    rhs, data = f"bound_{loss}_rhs", f"bound_{loss}_data"
+    if has(rows, rhs, data):
+        return rows[rhs] - rows[data]
+    return rows[f"proxy_{loss}_loss"] - rows[f"data_{loss}_loss"]
+
+
 def bound_finding(curves: pd.DataFrame, label: str, dataset: str, loss: str) -> BoundFinding:
     """One method's finding from its runs' curves; ``loss`` is a key of :data:`LOSSES`."""
     proxy_col, data_col = f"proxy_{loss}_loss", f"data_{loss}_loss"
     held, gap_first, gap_last = [], [], []
+    paper: dict[str, list[float]] = {}
     eps: dict[str, list[float]] = {
         "max_first": [],
         "max_last": [],
@@ -90,8 +166,10 @@ def bound_finding(curves: pd.DataFrame, label: str, dataset: str, loss: str) -> 
             continue
         held.append(float((rows[proxy_col] >= rows[data_col]).mean()))
         first, last = quarters(rows)
-        gap_first.append(float((first[proxy_col] - first[data_col]).mean()))
-        gap_last.append(float((last[proxy_col] - last[data_col]).mean()))
+        gap_first.append(float(_gap(first, loss).mean()))
+        gap_last.append(float(_gap(last, loss).mean()))
+        for name, value in _run_values(rows, loss).items():
+            paper.setdefault(name, []).append(value)
         for kind in ("max", "mean"):
             col = f"eps_{kind}"
             logged = col in rows.columns
@@ -101,14 +179,26 @@ def bound_finding(curves: pd.DataFrame, label: str, dataset: str, loss: str) -> 
         label=label,
         dataset=dataset,
         loss=LOSSES[loss],
-        held=mean_ci(held, bounds=FRACTION),
+        held_plain=mean_ci(held, bounds=FRACTION),
         gap_first=nanmean(gap_first),
         gap_last=nanmean(gap_last),
         eps_max_first=nanmean(eps["max_first"]),
         eps_max_last=nanmean(eps["max_last"]),
         eps_mean_first=nanmean(eps["mean_first"]),
         eps_mean_last=nanmean(eps["mean_last"]),
+        held_paper=_fraction(paper.get("held_paper", [])),
+        held_paper_rows=_fraction(paper.get("held_paper_on_mean", [])),
+        held_paper_no_eps=_fraction(paper.get("held_paper_no_eps", [])),
+        held_plain_triples=_fraction(paper.get("held_plain", [])),
+        terms_last={term: nanmean(paper.get(term, [])) for term in TERMS[loss]},
+        eps_factor=NCA_EPS_FACTOR if loss == "nca" else TRIPLET_EPS_FACTOR,
     )
+
+
+def _fraction(values: list[float]) -> Interval | None:
+    """Mean and interval over the runs that logged a value; None when none did."""
+    finite = [v for v in values if math.isfinite(v)]
+    return mean_ci(finite, bounds=FRACTION) if finite else None
 
 
 def diagnostic_curves(prep: Prepared, dataset: str) -> pd.DataFrame | None:
@@ -134,29 +224,39 @@ def findings(prep: Prepared) -> list[BoundFinding]:
 
 
 INTRO = (
-    "On a fixed diagnostic batch logged at every evaluation, the proxy loss and the loss on "
-    "the in-batch data points are computed from the same embeddings (PAPER.md, RQ1). "
-    "`held` is the fraction of logged rows where proxy loss >= data loss (mean over seeds, "
-    "95% t-interval); gap = proxy - data, averaged over the first and the last quarter of "
-    "the training steps; eps = distance of each embedding to its proxy. `held` tests the "
-    "plain inequality: the paper's bound (Sec. 4) carries a slack term that grows with eps "
-    "(and, for NCA, a scaling by the norms of embeddings and proxies), so a row where the "
-    "proxy loss is below the data loss while eps is large does not contradict it; read "
-    "`held` together with the eps columns."
+    "On a fixed diagnostic batch logged at every evaluation, the loss on the in-batch data "
+    "points and the loss on their proxies are computed from the same embeddings (PAPER.md, "
+    "RQ1). The paper's bound (Sec. 4; `dml_bench/eval/bound.py`) reads, for NCA, data loss at "
+    "unit scale <= alpha x proxy loss at the method's scale s + (1 - alpha) log n + c eps, with "
+    "alpha = 1/s (embeddings and proxies act as vectors of norm sqrt(s)), n the number of terms "
+    "in the denominator and eps the largest distance of a batch embedding to its proxy; the "
+    "triplet form has no alpha and no log term. `held (paper's bound)` is the share of in-batch "
+    "triples where it held (mean over logged rows, then over seeds with a 95% t-interval) and "
+    "the share of rows where it held on the batch mean; `held (plain)` is the comparison "
+    "without alpha, log n or eps: proxy loss >= data loss at the same scale, per row (on the "
+    "batch mean) and per triple. The slack terms are means over the last quarter of training; "
+    "gap = right-hand side - data loss, first and last quarter (proxy - data for runs that did "
+    "not log the paper's bound)."
 )
 HEADER = [
     "method",
     "dataset",
     "loss",
     "seeds",
-    "held",
+    "held (paper's bound): triples",
+    "held (paper's bound): rows",
+    "held (plain): triples",
+    "held (plain): rows",
+    *TERMS["nca"],
     "gap Q1",
     "gap Q4",
-    "eps_mean Q1",
-    "eps_mean Q4",
     "eps_max Q1",
     "eps_max Q4",
 ]
+
+
+def _cell(interval: Interval | None) -> str:
+    return ci_cell(interval, fmt_pct) if interval is not None else "n/a"
 
 
 def table_row(f: BoundFinding) -> list[str]:
@@ -164,12 +264,14 @@ def table_row(f: BoundFinding) -> list[str]:
         f.label,
         f.dataset,
         f.loss,
-        str(f.held.n),
-        ci_cell(f.held, fmt_pct),
+        str(f.held_plain.n),
+        _cell(f.held_paper),
+        _cell(f.held_paper_rows),
+        _cell(f.held_plain_triples),
+        ci_cell(f.held_plain, fmt_pct),
+        *(fmt_value(f.terms_last.get(term, math.nan)) for term in TERMS["nca"]),
         fmt_value(f.gap_first),
         fmt_value(f.gap_last),
-        fmt_value(f.eps_mean_first),
-        fmt_value(f.eps_mean_last),
         fmt_value(f.eps_max_first),
         fmt_value(f.eps_max_last),
     ]
@@ -177,12 +279,15 @@ def table_row(f: BoundFinding) -> list[str]:
 
 def section(prep: Prepared, found: list[BoundFinding]) -> Section:
     """The RQ1 part of report.md: a table, a figure per dataset, the answer sentences."""
-    out = Section("rq1", "RQ1: does the proxy loss bound the data loss?", body=[INTRO])
+    out = Section(
+        "rq1", "RQ1: does the proxy loss bound the data loss (the paper's bound)?", body=[INTRO]
+    )
     for dataset in prep.datasets:
         diag = diagnostic_curves(prep, dataset)
         if diag is not None:
             out.figures[f"rq1_bound_{dataset}"] = plots.bound_figure(
-                diag, title=f"RQ1 bound on {dataset}: proxy (solid) vs data (dashed) loss"
+                diag,
+                title=f"RQ1 bound on {dataset}: right-hand side or proxy (solid) vs data (dashed)",
             )
     if not found:
         dataset = prep.datasets[0] if prep.datasets else SUGGESTED_DATASET

@@ -199,6 +199,17 @@ def benchmark_runs(make_run: RunWriter) -> dict[str, Any]:
                 cols["eps_mean"] = [1.0 - 0.05 * i for i in range(n)]
                 cols["eps_max"] = [1.4 - 0.05 * i for i in range(n)]
                 cols["order_agreement"] = [0.6 + 0.03 * i + 0.01 * seed for i in range(n)]
+                # the paper's bound, NCA form only (eval/bound.py's columns)
+                cols["bound_alpha"] = [1 / 9] * n
+                cols["bound_nca_data"] = data
+                cols["bound_nca_proxy"] = cols["proxy_nca_loss"]
+                cols["bound_nca_rhs"] = [d + 2.0 - 0.1 * i for i, d in enumerate(data)]
+                cols["bound_nca_log_term"] = [2.0] * n
+                cols["bound_nca_eps_term"] = [4 * e for e in cols["eps_max"]]
+                cols["bound_nca_held_paper"] = [1.0] * n
+                cols["bound_nca_held_paper_no_eps"] = [0.9 - 0.1 * seed] * n
+                cols["bound_nca_held_plain"] = [0.5] * n
+                cols["bound_nca_held_paper_on_mean"] = [1.0] * (n - 1) + [float(seed != 2)]
             make_run(
                 method=method,
                 seed=seed,

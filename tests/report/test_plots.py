@@ -49,7 +49,7 @@ def test_curve_figure_has_one_line_per_method_and_band_only_with_several_seeds()
 
 def test_bound_figure_drops_panels_without_data() -> None:
     fig = plots.bound_figure(_curves(), title="t")
-    assert [ax.get_title() for ax in fig.axes] == ["NCA loss", "Proxy approximation error"]
+    assert [ax.get_title() for ax in fig.axes] == ["NCA: plain check", "Proxy approximation error"]
     assert all(len(ax.get_lines()) == 4 for ax in fig.axes)  # 2 methods x 2 quantities
     (legend,) = fig.legends  # one legend for all panels: a colour per method, then the styles
     texts = [t.get_text() for t in legend.get_texts()]

@@ -16,17 +16,32 @@ def test_findings_values_and_sentence(prep: Prepared) -> None:
     found = rq1_bound.findings(prep)
     assert [(f.label, f.loss) for f in found] == [("proxy_nca", "NCA"), ("proxy_nca", "triplet")]
     nca, trip = found
-    # conftest: gap_i = 1.0 - 0.1 i over steps 0..800; quarters are steps <= 200 and >= 600
-    assert nca.held.mean == 1.0 and nca.held.n == 3
-    assert nca.gap_first == pytest.approx(np.mean([1.0, 0.9, 0.8]))
-    assert nca.gap_last == pytest.approx(np.mean([0.4, 0.3, 0.2]))
+    # conftest: plain gap_i = 1.0 - 0.1 i, paper's gap (rhs - data) 2.0 - 0.1 i over steps
+    # 0..800; quarters are steps <= 200 and >= 600
+    assert nca.held_plain.mean == 1.0 and nca.held_plain.n == 3
+    assert nca.gap_first == pytest.approx(np.mean([2.0, 1.9, 1.8]))
+    assert nca.gap_last == pytest.approx(np.mean([1.4, 1.3, 1.2]))
     assert nca.eps_max_first == pytest.approx(np.mean([1.4, 1.35, 1.3]))
     assert nca.eps_mean_last == pytest.approx(np.mean([0.7, 0.65, 0.6]))
-    assert trip.held.mean == pytest.approx(8 / 9)
+    assert nca.held_paper is not None and nca.held_paper.mean == 1.0
+    assert nca.held_paper_no_eps is not None
+    assert nca.held_paper_no_eps.mean == pytest.approx(0.8)  # 0.9, 0.8, 0.7 over seeds
+    assert nca.held_plain_triples is not None and nca.held_plain_triples.mean == 0.5
+    assert nca.held_paper_rows is not None
+    assert nca.held_paper_rows.mean == pytest.approx((1 + 1 + 8 / 9) / 3)
+    assert nca.terms_last["data"] == pytest.approx(np.mean([1.4, 1.3, 1.2]))
+    assert nca.terms_last["alpha x proxy"] == pytest.approx(np.mean([1.8, 1.6, 1.4]) / 9)
+    assert nca.terms_last["(1 - alpha) log n"] == pytest.approx(2.0)
+    assert nca.terms_last["c eps"] == pytest.approx(4 * np.mean([1.1, 1.05, 1.0]))
+    # the triplet form was not logged with the paper's columns: plain check only
+    assert trip.held_paper is None and trip.held_plain.mean == pytest.approx(8 / 9)
     assert trip.gap_last == pytest.approx(np.mean([0.1, 0.1, -0.1]))
     for finding in found:
         assert_numbers_come_from_fields(finding)
+    assert "the paper's bound on the NCA loss" in nca.sentence()
+    assert "held for 100.0% of the in-batch triples" in nca.sentence()
     assert "narrowed" in nca.sentence()
+    assert "did not log the paper's bound" in trip.sentence()
 
 
 def test_section_renders_one_row_per_finding(prep: Prepared) -> None:
@@ -35,7 +50,9 @@ def test_section_renders_one_row_per_finding(prep: Prepared) -> None:
     assert "rq1_bound_hershey" in section.figures
     table = next(b for b in section.body if b.startswith("| method"))
     rows = table_lines(table)
-    assert len(rows) == 2 and rows[0].startswith("| proxy_nca | hershey | NCA | 3 | 100.0%")
+    assert len(rows) == 2
+    assert rows[0].startswith("| proxy_nca | hershey | NCA | 3 | 100.0% [100.0%, 100.0%] | ")
+    assert rows[1].startswith("| proxy_nca | hershey | triplet | 3 | n/a | n/a | n/a | ")
     assert section.findings == found
 
 
