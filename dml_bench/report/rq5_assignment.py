@@ -10,18 +10,19 @@ setting on each metric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from dml_bench.report import plots
-from dml_bench.report.runs import FRACTION, Prepared, proxy_count, sweep_series
+from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, proxy_count, sweep_series
 from dml_bench.report.section import Section, answers
 from dml_bench.report.stats import Interval, mean_ci
 from dml_bench.report.text import (
     SWEEP_COMMAND,
     ci_cell,
+    fmt_pct,
     fmt_value,
     interval_text,
     markdown_table,
@@ -29,6 +30,30 @@ from dml_bench.report.text import (
 
 METRICS = ("recall@1", "nmi")
 STATIC, DYNAMIC = "static", "dynamic"
+#: The collapse diagnostic (``dml_bench.eval.assignment``), final evaluation row of each run.
+COLLAPSE = {
+    "proxies_in_use": "proxies in use",
+    "shared_proxy_pairs": "different-class pairs sharing a proxy",
+}
+
+
+@dataclass(frozen=True)
+class CollapseFinding:
+    """How spread a dynamic assignment ended (final row; means over seeds)."""
+
+    dataset: str
+    label: str
+    in_use: Interval
+    shared: Interval
+
+    def sentence(self) -> str:
+        return (
+            f"On {self.dataset}, {self.label} ended with {fmt_value(self.in_use.mean)} proxies in "
+            f"use on the diagnostic batch ({interval_text(self.in_use, fmt_value)}) and "
+            f"{fmt_pct(self.shared.mean)} of its different-class pairs sharing a proxy "
+            f"({interval_text(self.shared, fmt_pct)}); static assignment shares none by "
+            f"construction."
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,7 @@ class SweepRow:
     count: float
     seeds: int
     values: dict[str, Interval]
+    collapse: dict[str, Interval] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +108,7 @@ class DatasetAssignment:
     rows: list[SweepRow]
     complete: bool  # a method of each assignment ran at two proxy counts or more
     best: list[AssignmentFinding]
+    collapse: list[CollapseFinding] = field(default_factory=list)
 
 
 def participants(prep: Prepared) -> pd.DataFrame:
@@ -129,6 +156,7 @@ def dataset_findings(prep: Prepared, here: pd.DataFrame, dataset: str) -> Datase
             count=float(group["count"].iloc[0]),
             seeds=int(group["seed"].nunique()),
             values={m: mean_ci(group[m].to_numpy(dtype=float), bounds=FRACTION) for m in metrics},
+            collapse=_collapse(group),
         )
         for label, group in here.groupby("label")
     ]
@@ -139,6 +167,11 @@ def dataset_findings(prep: Prepared, here: pd.DataFrame, dataset: str) -> Datase
         if static and dynamic:
             best.append(AssignmentFinding(dataset, m, *static, *dynamic))
     fields = sorted(set(here["count_field"]))
+    collapse = [
+        CollapseFinding(dataset, r.label, r.collapse["proxies_in_use"], r.collapse[SHARED])
+        for r in rows
+        if r.assignment == DYNAMIC and len(r.collapse) == len(COLLAPSE)
+    ]
     return DatasetAssignment(
         dataset=dataset,
         metrics=metrics,
@@ -146,7 +179,20 @@ def dataset_findings(prep: Prepared, here: pd.DataFrame, dataset: str) -> Datase
         rows=rows,
         complete=_complete(here),
         best=best,
+        collapse=collapse,
     )
+
+
+SHARED = "shared_proxy_pairs"
+
+
+def _collapse(group: pd.DataFrame) -> dict[str, Interval]:
+    """The collapse diagnostic of one variant's runs, where they logged it."""
+    return {
+        column: mean_ci(group[column].dropna().to_numpy(dtype=float), bounds=bounds)
+        for column, bounds in (("proxies_in_use", NONNEGATIVE), (SHARED, FRACTION))
+        if column in group.columns and group[column].notna().any()
+    }
 
 
 def findings(prep: Prepared) -> list[DatasetAssignment]:
@@ -162,7 +208,10 @@ def findings(prep: Prepared) -> list[DatasetAssignment]:
 INTRO = (
     "Static: p(x) is the nearest of the proxies of x's class; dynamic: p(x) is the nearest "
     "proxy overall. Each point is a method config (mean over seeds, 95% t-interval error "
-    "bars) at its number of proxies per class."
+    "bars) at its number of proxies per class. Collapse diagnostic, on the diagnostic batch at "
+    "the last evaluation: how many distinct proxies its points are assigned to, and the share "
+    "of different-class pairs whose points share a proxy (dynamic assignment can put several "
+    "classes on one proxy; static assignment never does)."
 )
 
 
@@ -180,11 +229,14 @@ def figure(ds: DatasetAssignment) -> Figure:
 
 
 def _dataset_body(ds: DatasetAssignment) -> list[str]:
+    logged = [c for c in COLLAPSE if any(c in r.collapse for r in ds.rows)]
     rows = [
-        [r.label, f"{r.count:g}", str(r.seeds)] + [ci_cell(r.values[m]) for m in ds.metrics]
+        [r.label, f"{r.count:g}", str(r.seeds)]
+        + [ci_cell(r.values[m]) for m in ds.metrics]
+        + [_collapse_cell(r, c) for c in logged]
         for r in ds.rows
     ]
-    header = ["variant", ds.count_name, "seeds", *ds.metrics]
+    header = ["variant", ds.count_name, "seeds", *ds.metrics, *(COLLAPSE[c] for c in logged)]
     body = [f"### {ds.dataset}\n\n" + markdown_table(header, rows)]
     if not ds.complete:
         body.append(
@@ -193,6 +245,12 @@ def _dataset_body(ds: DatasetAssignment) -> list[str]:
             f"`proxy_nca` and `proxy_nca_dynamic`); run `{SWEEP_COMMAND} --dataset {ds.dataset}`."
         )
     return body
+
+
+def _collapse_cell(row: SweepRow, column: str) -> str:
+    if column not in row.collapse:
+        return "n/a"
+    return ci_cell(row.collapse[column], fmt_pct if column == SHARED else fmt_value)
 
 
 def section(prep: Prepared, found: list[DatasetAssignment]) -> Section:
@@ -213,4 +271,7 @@ def section(prep: Prepared, found: list[DatasetAssignment]) -> Section:
         out.findings.extend(ds.best)
     best = [f for ds in found for f in ds.best]
     out.body.extend(answers(best))
+    collapse = [f for ds in found for f in ds.collapse]
+    out.findings.extend(collapse)
+    out.body.extend(answers(collapse))
     return out

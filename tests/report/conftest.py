@@ -231,6 +231,8 @@ def benchmark_runs(make_run: RunWriter) -> dict[str, Any]:
                 columns={
                     "recall@1": recall_curve(final + 0.01 * seed),
                     "nmi": [0.5] * 8 + [0.6 + 0.01 * seed],
+                    "proxies_in_use": [8.0] * 8 + [10.0 + seed],
+                    "shared_proxy_pairs": [0.5] * 8 + [0.05 * (seed + 1)],
                 },
             )
     make_run(method="proxy_nca", seed=7, status="interrupted", columns={"recall@1": [0.1, 0.2]})

@@ -52,7 +52,7 @@ def test_section_renders_one_row_per_finding(prep: Prepared) -> None:
     rows = table_lines(table)
     assert len(rows) == 2
     assert rows[0].startswith("| proxy_nca | hershey | NCA | 3 | 100.0% [100.0%, 100.0%] | ")
-    assert rows[1].startswith("| proxy_nca | hershey | triplet | 3 | n/a | n/a | n/a | ")
+    assert rows[1].startswith("| proxy_nca | hershey | triplet | 3 | n/a | n/a | n/a | n/a | ")
     assert section.findings == found
 
 

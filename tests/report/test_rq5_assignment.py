@@ -34,6 +34,25 @@ def test_sweep_and_missing_sweep(prep: Prepared) -> None:
     assert SWEEP_COMMAND in "\n".join(section.body)
 
 
+def test_collapse_diagnostic_of_the_dynamic_runs(prep: Prepared) -> None:
+    """conftest: every dynamic run ends with 10 + seed proxies in use and 0.05 (seed + 1) of its
+    different-class pairs sharing a proxy (seeds 0 and 1)."""
+    (ds,) = rq5_assignment.findings(prep)
+    assert [f.label for f in ds.collapse] == [r.label for r in ds.rows[1:]]
+    for finding in ds.collapse:
+        assert finding.in_use.mean == pytest.approx(10.5) and finding.in_use.n == 2
+        assert finding.shared.mean == pytest.approx(0.075)
+        assert_numbers_come_from_fields(finding)
+    assert "7.5% of its different-class pairs sharing a proxy" in ds.collapse[0].sentence()
+    section = rq5_assignment.section(prep, [ds])
+    table = next(b for b in section.body if "| variant" in b)
+    assert "| proxies in use | different-class pairs sharing a proxy |" in table
+    rows = table_lines(table)
+    assert rows[0].endswith("| n/a | n/a |")  # static proxy_nca logged none here
+    assert "| 7.5% [" in rows[1]
+    assert sum("ended with" in line for line in section.body) == 3
+
+
 def test_no_assignment_method_cannot_answer(make_run, results) -> None:
     make_run(method="triplet_semihard", seed=0, columns={"recall@1": [0.1, 0.4]})
     prep = prepare(load_runs(results))
