@@ -226,7 +226,10 @@ def bound_columns(inputs: BoundInputs, margin: float = 0.2) -> dict[str, float]:
     nca = nca_bound(inputs)
     triplet = triplet_bound(inputs, margin)
     columns = {"bound_alpha": nca.alpha, "bound_eps": nca.eps}
-    columns.update(_nca_columns(nca))
+    nca_columns = _nca_columns(nca)
+    if inputs.scale < 1:  # alpha > 1: the NCA form is not a bound (see the module docstring)
+        nca_columns.update({k: math.nan for k in nca_columns if "_held_" in k})
+    columns.update(nca_columns)
     columns.update(
         {
             "bound_triplet_data": triplet.data_mean,

@@ -161,3 +161,12 @@ def test_a_batch_without_positive_pairs_gives_nan() -> None:
     columns = bound_columns(BoundInputs(points, points, torch.tensor([0, 1, 2]), 9.0))
     assert math.isnan(columns["bound_nca_held_paper"])
     assert math.isnan(columns["bound_triplet_held_paper"])
+
+
+def test_below_unit_scale_the_nca_form_is_not_a_bound_and_says_so() -> None:
+    points = _unit(0.0, 10.0, 180.0, 170.0)
+    columns = bound_columns(BoundInputs(points, points, torch.tensor([0, 0, 1, 1]), 0.5))
+    assert columns["bound_alpha"] == 2.0
+    assert math.isnan(columns["bound_nca_held_paper"])
+    assert math.isfinite(columns["bound_nca_data"])
+    assert columns["bound_triplet_held_paper"] == 1.0  # no alpha in the triplet form
