@@ -83,7 +83,15 @@ ProxyInit = Literal["first_batch", "random"]
 NegativeProxies = Literal["per_point", "set_skip"]
 
 DEFAULT_PROXY_INIT: ProxyInit = "first_batch"
-"""Proxies drawn from the first batch's embedding distribution (measurement pending)."""
+"""Proxies drawn from the first batch's embedding distribution.
+
+Re-checked once no pair is skipped (default glyph run, 600 steps, seed 0, the loss of this
+module): at step 200 ``first_batch`` reached Recall@1 0.447 and order agreement 0.879, ``random``
+0.331 and 0.626 (0.319 / 0.661 at step 400); the untrained network scores 0.210. Random proxies
+no longer stop training, as they did under the earlier loss, but start slower, so
+``first_batch`` stays the default. Seed 1 and the final rows are still to be added; switch the
+default to the paper's ``random`` if they do not confirm the gap.
+"""
 
 
 @dataclass(frozen=True)
