@@ -188,9 +188,8 @@ def make_cars_tree(plan: Plan, root: Path) -> None:
     """A Cars196 layout (``cars196/cars_annos.mat``, ``car_ims/``) of photo-like JPEGs: classes
     spread over both halves of the split, the first half training, the second test."""
     import numpy as np
-    from scipy.io import savemat
 
-    from dml_bench.data.fakes import spread_ids
+    from dml_bench.data.fakes import spread_ids, write_cars_annotations
 
     jpeg = load_benchmark("data").photo_like_jpeg
     rng = np.random.default_rng(0)
@@ -203,13 +202,7 @@ def make_cars_tree(plan: Plan, root: Path) -> None:
             jpeg(base / relative, plan.nofuss_image, rng)
             records.append((relative, 1, 1, width, height, class_id, int(class_id > 98)))
             number += 1
-    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
-    annotations = np.empty((1, len(records)), dtype=[(f, object) for f in fields])
-    for column, record in enumerate(records):
-        annotations[0, column] = record
-    names = np.empty((1, 196), dtype=object)
-    names[0, :] = [f"Make Model {c} 2012" for c in range(1, 197)]
-    savemat(str(base / "cars_annos.mat"), {"annotations": annotations, "class_names": names})
+    write_cars_annotations(base, records)
 
 
 def part_nofuss(plan: Plan) -> None:

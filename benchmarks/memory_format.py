@@ -53,6 +53,19 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+FORMATS = (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last))
+"""The two memory formats compared, by the name the results use."""
+
+
+def _copy_in_format(
+    trunk: str, state: dict[str, torch.Tensor], device: torch.device, fmt: torch.memory_format
+) -> torch.nn.Module:
+    """A fresh ``trunk`` embedder holding the weights ``state``, on ``device`` in format ``fmt``."""
+    model = build_embedder(trunk, SHAPES[trunk].channels, 64, pretrained=False)
+    model.load_state_dict(state)
+    return model.to(device).to(memory_format=fmt)
+
+
 def measure(trunk: str, device: torch.device, repeats: int) -> dict[str, float]:
     shape = SHAPES[trunk]
     train_b, embed_b = shape.train_batch, shape.embed_batch
@@ -65,13 +78,8 @@ def measure(trunk: str, device: torch.device, repeats: int) -> dict[str, float]:
     base = build_embedder(trunk, shape.channels, 64, pretrained=False)
     state = {k: v.clone() for k, v in base.state_dict().items()}
     setups = {}
-    for name, fmt in (
-        ("contiguous", torch.contiguous_format),
-        ("channels_last", torch.channels_last),
-    ):
-        model = build_embedder(trunk, shape.channels, 64, pretrained=False)
-        model.load_state_dict(state)
-        model = model.to(device).to(memory_format=fmt)
+    for name, fmt in FORMATS:
+        model = _copy_in_format(trunk, state, device, fmt)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         xt = x_train.to(device).contiguous(memory_format=fmt)
         xe = x_embed.to(device).contiguous(memory_format=fmt)
@@ -110,13 +118,8 @@ def measure(trunk: str, device: torch.device, repeats: int) -> dict[str, float]:
     out = {k: statistics.median(v) for k, v in times.items()}
     # Same weights, same input: the two formats differ by float rounding only.
     fresh = {}
-    for name, fmt in (
-        ("contiguous", torch.contiguous_format),
-        ("channels_last", torch.channels_last),
-    ):
-        model = build_embedder(trunk, shape.channels, 64, pretrained=False)
-        model.load_state_dict(state)
-        model = model.to(device).to(memory_format=fmt).eval()
+    for name, fmt in FORMATS:
+        model = _copy_in_format(trunk, state, device, fmt).eval()
         with torch.inference_mode():
             fresh[name] = model(x_embed.to(device).contiguous(memory_format=fmt)).float().cpu()
     out["max_abs_diff"] = float((fresh["contiguous"] - fresh["channels_last"]).abs().max())

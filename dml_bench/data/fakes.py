@@ -13,6 +13,7 @@ first half of the classes in ``Ebay_train.txt`` and the rest in ``Ebay_test.txt`
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,7 @@ def make_cub200_tree(root: Path, n_classes: int = 8, per_class: int = 3) -> Path
 
 def make_cars196_tree(root: Path, n_classes: int = 8, per_class: int = 3) -> Path:
     """A fake ``cars196/cars_annos.mat`` + ``car_ims/`` under ``root``; returns ``root``."""
-    from scipy.io import savemat
-
     base = Path(root) / "cars196"
-    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
     records = []
     number = 1
     for index, class_id in enumerate(spread_ids(n_classes, 196)):
@@ -79,13 +77,22 @@ def make_cars196_tree(root: Path, n_classes: int = 8, per_class: int = 3) -> Pat
             write_image(base / relative, index, item)
             records.append((relative, 1, 1, IMAGE_SIZE[0], IMAGE_SIZE[1], class_id, item % 2))
             number += 1
+    write_cars_annotations(base, records)
+    return Path(root)
+
+
+def write_cars_annotations(base: Path, records: Sequence[tuple[object, ...]]) -> None:
+    """Write ``base/cars_annos.mat`` as Cars196 ships it: one annotation per record
+    ``(relative_im_path, bbox_x1, bbox_y1, bbox_x2, bbox_y2, class, test)`` and 196 class names."""
+    from scipy.io import savemat
+
+    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
     annotations = np.empty((1, len(records)), dtype=[(f, object) for f in fields])
     for column, record in enumerate(records):
         annotations[0, column] = record
     names = np.empty((1, 196), dtype=object)
     names[0, :] = [f"Make Model {c} 2012" for c in range(1, 197)]
     savemat(str(base / "cars_annos.mat"), {"annotations": annotations, "class_names": names})
-    return Path(root)
 
 
 def make_sop_tree(root: Path, n_classes: int = 8, per_class: int = 3) -> Path:

@@ -21,7 +21,7 @@ proxies by 3 (dichotomies/proxy-nca), i.e. s = 3**2 = 9 on squared distances, wh
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import ClassVar, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +76,14 @@ def check_common_fields(
         raise ConfigError(
             f"label_smoothing must be in [0, 1), got {label_smoothing!r}. Use 0 to switch it off."
         )
+    check_loss_lr(loss_lr)
+
+
+def check_loss_lr(loss_lr: float | None, field: str = "loss_lr", what: str = "proxies'") -> None:
+    """Raise ConfigError unless ``loss_lr`` (``field``, the ``what`` learning rate) is None or > 0."""
     if loss_lr is not None and not loss_lr > 0:
         raise ConfigError(
-            f"loss_lr (the proxies' learning rate) must be positive or none, got {loss_lr!r}."
+            f"{field} (the {what} learning rate) must be positive or none, got {loss_lr!r}."
         )
 
 
@@ -119,7 +124,37 @@ def nca_over_proxies(
     return log_normaliser - target_logit
 
 
-class ProxyNCABase(BaseMetricLossFunction):
+class _HasProxies(Protocol):
+    @property
+    def proxies(self) -> torch.Tensor: ...
+
+
+class NormalizedProxies:
+    """``normalized_proxies()`` of the :class:`~dml_bench.methods.base.ProxyLoss` protocol: the
+    loss's ``proxies`` (num_proxies, dim), each row L2-normalised. Mixed in before the loss class."""
+
+    def normalized_proxies(self: _HasProxies) -> torch.Tensor:
+        return F.normalize(self.proxies, p=2, dim=1)
+
+
+class CosineProxies(NormalizedProxies):
+    """The :class:`~dml_bench.methods.base.ProxyLoss` protocol's ``scale`` and
+    ``normalized_proxies`` for a pytorch-metric-learning loss on cosine similarity.
+
+    ``cosine_scale_field`` names the loss's scale on cosines (e.g. ``alpha``); ``scale`` is half of
+    it, the softmax scale on squared distances of unit vectors with the same sharpness:
+    ``exp(a cos) = exp(a) exp(-(a / 2) ||x - p||^2)``. Mixed in before the PML loss.
+    """
+
+    cosine_scale_field: ClassVar[str]
+
+    @property
+    def scale(self) -> float:
+        """The softmax scale on squared distances equivalent to the cosine scale."""
+        return float(getattr(self, self.cosine_scale_field)) / 2.0
+
+
+class ProxyNCABase(NormalizedProxies, BaseMetricLossFunction):
     """What both proxy losses share: the proxies, the scale, distances and the calling convention.
 
     Built on pytorch-metric-learning's ``BaseMetricLossFunction`` so a subclass writes only
@@ -161,9 +196,6 @@ class ProxyNCABase(BaseMetricLossFunction):
             self.proxies.shape, generator=self.generator, device=_device_of(self.generator)
         )
         return noise.to(self.proxies.device)
-
-    def normalized_proxies(self) -> torch.Tensor:
-        return F.normalize(self.proxies, p=2, dim=1)
 
     def proxy_distances(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Squared Euclidean distances (B, P) between normalised embeddings and proxies."""

@@ -33,11 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from pytorch_metric_learning.losses import ProxyAnchorLoss
 
 from dml_bench.errors import ConfigError
-from dml_bench.methods._proxies import DEFAULT_PROXY_LR, proxy_diagnostics
+from dml_bench.methods._proxies import (
+    DEFAULT_PROXY_LR,
+    CosineProxies,
+    check_loss_lr,
+    proxy_diagnostics,
+)
 from dml_bench.methods.base import MethodConfig, MethodSpec
 from dml_bench.methods.space import space_from_table
 
@@ -89,29 +93,20 @@ class ProxyAnchorConfig(MethodConfig):
             raise ConfigError(
                 f"proxy_anchor.margin is a cosine-similarity margin in [0, 1), got {self.margin!r}."
             )
-        if self.loss_lr is not None and not self.loss_lr > 0:
-            raise ConfigError(
-                f"proxy_anchor.loss_lr (the proxies' learning rate) must be positive or none, got "
-                f"{self.loss_lr!r}."
-            )
+        check_loss_lr(self.loss_lr, "proxy_anchor.loss_lr")
 
 
-class DiagnosableProxyAnchorLoss(ProxyAnchorLoss):
-    """PML's Proxy-Anchor loss plus the :class:`~dml_bench.methods.base.ProxyLoss` protocol."""
+class DiagnosableProxyAnchorLoss(CosineProxies, ProxyAnchorLoss):
+    """PML's Proxy-Anchor loss plus the :class:`~dml_bench.methods.base.ProxyLoss` protocol
+    (``scale`` = ``alpha / 2``)."""
+
+    cosine_scale_field = "alpha"
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """PML's (and the authors') initialisation, Kaiming normal with ``mode="fan_out"``, drawn
         from ``generator`` (the run's, handed in by ``build_method``; see ``RandomInit``)."""
         torch.nn.init.kaiming_normal_(self.proxies, mode="fan_out", generator=generator)
-
-    @property
-    def scale(self) -> float:
-        """The softmax scale on squared distances equivalent to ``alpha`` on cosines."""
-        return float(self.alpha) / 2.0
-
-    def normalized_proxies(self) -> torch.Tensor:
-        return F.normalize(self.proxies, p=2, dim=1)
 
     @torch.no_grad()
     def assign(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,12 @@ from pytorch_metric_learning.reducers import DivisorReducer
 from pytorch_metric_learning.regularizers import BaseRegularizer
 
 from dml_bench.errors import ConfigError
-from dml_bench.methods._proxies import DEFAULT_PROXY_LR, proxy_diagnostics
+from dml_bench.methods._proxies import (
+    DEFAULT_PROXY_LR,
+    CosineProxies,
+    check_loss_lr,
+    proxy_diagnostics,
+)
 from dml_bench.methods.base import MethodConfig, MethodSpec
 from dml_bench.methods.space import space_from_table
 
@@ -124,11 +129,7 @@ class SoftTripleConfig(MethodConfig):
             value = getattr(self, field)
             if not value >= 0:
                 raise ConfigError(f"soft_triple.{field} must be non-negative, got {value!r}.")
-        if self.loss_lr is not None and not self.loss_lr > 0:
-            raise ConfigError(
-                f"soft_triple.loss_lr (the centres' learning rate) must be positive or none, got "
-                f"{self.loss_lr!r}."
-            )
+        check_loss_lr(self.loss_lr, "soft_triple.loss_lr", "centres'")
 
 
 class WithinClassCentersRegularizer(BaseRegularizer):
@@ -158,12 +159,15 @@ class WithinClassCentersRegularizer(BaseRegularizer):
         }
 
 
-class DiagnosableSoftTripleLoss(SoftTripleLoss):
-    """PML's SoftTriple loss plus the :class:`~dml_bench.methods.base.ProxyLoss` protocol.
+class DiagnosableSoftTripleLoss(CosineProxies, SoftTripleLoss):
+    """PML's SoftTriple loss plus the :class:`~dml_bench.methods.base.ProxyLoss` protocol
+    (``scale`` = ``la / 2``).
 
     PML stores the centres as ``fc`` of shape (embedding_size, num_classes * K), centre ``j``
     belonging to class ``j // K``; ``proxies`` is its (num_classes * K, embedding_size) view.
     """
+
+    cosine_scale_field = "la"
 
     @property
     def proxies(self) -> torch.Tensor:
@@ -174,14 +178,6 @@ class DiagnosableSoftTripleLoss(SoftTripleLoss):
         """PML's (the authors') initialisation, Kaiming uniform with ``a = sqrt(5)`` on ``fc``,
         drawn from ``generator`` (the run's, handed in by ``build_method``; see ``RandomInit``)."""
         torch.nn.init.kaiming_uniform_(self.fc, a=math.sqrt(5), generator=generator)
-
-    @property
-    def scale(self) -> float:
-        """The softmax scale on squared distances equivalent to ``la`` on cosines."""
-        return float(self.la) / 2.0
-
-    def normalized_proxies(self) -> torch.Tensor:
-        return F.normalize(self.proxies, p=2, dim=1)
 
     @torch.no_grad()
     def assign(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,12 @@ def _nearest(embeddings: torch.Tensor, proxies: torch.Tensor) -> list[int]:
     return [min(range(len(proxies)), key=lambda k: _sq_dist(x, proxies[k])) for x in embeddings]
 
 
+def _positive_pairs(labels: torch.Tensor) -> list[tuple[int, int]]:
+    """Every ordered pair (anchor i, positive j) of distinct items of one class."""
+    n = len(labels)
+    return [(i, j) for i in range(n) for j in range(n) if j != i and labels[j] == labels[i]]
+
+
 def _brute_force(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -40,18 +46,16 @@ def _brute_force(
     """The paper's sum taken literally: every negative point z counted, p(z) = p(y) kept."""
     nearest = _nearest(embeddings, proxies)
     losses = []
-    for i, x in enumerate(embeddings):
-        for j in range(len(labels)):
-            if j == i or labels[j] != labels[i]:
-                continue
-            negatives = [nearest[k] for k in range(len(labels)) if labels[k] != labels[i]]
-            in_denominator = negatives + ([nearest[j]] if denominator == "all" else [])
-            logit = [-scale * _sq_dist(x, proxies[k]) for k in in_denominator]
-            log_z = math.log(sum(math.exp(v) for v in logit))
-            positive_logit = -scale * _sq_dist(x, proxies[nearest[j]])
-            negative_mean = sum(logit[: len(negatives)]) / len(negatives)
-            target = (1 - label_smoothing) * positive_logit + label_smoothing * negative_mean
-            losses.append(log_z - target)
+    for i, j in _positive_pairs(labels):
+        x = embeddings[i]
+        negatives = [nearest[k] for k in range(len(labels)) if labels[k] != labels[i]]
+        in_denominator = negatives + ([nearest[j]] if denominator == "all" else [])
+        logit = [-scale * _sq_dist(x, proxies[k]) for k in in_denominator]
+        log_z = math.log(sum(math.exp(v) for v in logit))
+        positive_logit = -scale * _sq_dist(x, proxies[nearest[j]])
+        negative_mean = sum(logit[: len(negatives)]) / len(negatives)
+        target = (1 - label_smoothing) * positive_logit + label_smoothing * negative_mean
+        losses.append(log_z - target)
     return sum(losses) / len(losses)
 
 
@@ -61,16 +65,14 @@ def _brute_force_set_skip(
     """The earlier variant: negatives a set without p(y); pairs without negatives skipped."""
     nearest = _nearest(embeddings, proxies)
     losses = []
-    for i, x in enumerate(embeddings):
-        for j in range(len(labels)):
-            if j == i or labels[j] != labels[i]:
-                continue
-            negatives = {nearest[k] for k in range(len(labels)) if labels[k] != labels[i]}
-            negatives.discard(nearest[j])
-            if not negatives:
-                continue
-            log_z = math.log(sum(math.exp(-scale * _sq_dist(x, proxies[k])) for k in negatives))
-            losses.append(log_z + scale * _sq_dist(x, proxies[nearest[j]]))
+    for i, j in _positive_pairs(labels):
+        x = embeddings[i]
+        negatives = {nearest[k] for k in range(len(labels)) if labels[k] != labels[i]}
+        negatives.discard(nearest[j])
+        if not negatives:
+            continue
+        log_z = math.log(sum(math.exp(-scale * _sq_dist(x, proxies[k])) for k in negatives))
+        losses.append(log_z + scale * _sq_dist(x, proxies[nearest[j]]))
     return sum(losses) / len(losses) if losses else None
 
 
