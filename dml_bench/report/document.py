@@ -18,6 +18,7 @@ from dml_bench.report import plots, tables, tuning
 from dml_bench.report.questions import all_sections
 from dml_bench.report.runs import prepare
 from dml_bench.report.section import Section
+from dml_bench.report.text import file_name
 from dml_bench.store.clean import NEVER_TRAINED
 from dml_bench.store.read import RunTable, load_runs
 
@@ -69,14 +70,14 @@ def make_report(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    main = tables.main_table(run_table.runs)
+    prep = prepare(run_table)
+    main = tables.main_table(prep.runs)
     files = [
         _write(out_dir / f"table.{tables.FORMAT_SUFFIX[f]}", tables.render(main, f))
         for f in tables.FORMATS
     ]
-    prepared = prepare(run_table)
-    sections = all_sections(prepared, target_fraction)
-    note = tuning.budget_note(prepared.runs)
+    sections = all_sections(prep, target_fraction)
+    note = tuning.budget_note(prep.runs)
     for section in sections:
         if section.key in ("rq2", "rq4"):  # the comparisons a tuning budget can change
             section.body.append(note)
@@ -85,7 +86,7 @@ def make_report(
         sections.append(tuning.section(tuned))
     for section in sections:
         for name, fig in section.figures.items():
-            files.append(plots.save_figure(fig, out_dir / f"{name}.png"))
+            files.append(plots.save_figure(fig, out_dir / f"{file_name(name)}.png"))
     document = render_document(run_table, main, sections, target_fraction)
     files.append(_write(out_dir / "report.md", document))
     logger.info("Wrote %d report files to %s", len(files), out_dir)
@@ -147,7 +148,7 @@ def render_document(
     for section in sections:
         parts.append(f"## {section.title}")
         parts.extend(section.body)
-        parts.extend(f"![{name}]({name}.png)" for name in section.figures)
+        parts.extend(f"![{name}]({file_name(name)}.png)" for name in section.figures)
     if run_table.skipped:
         parts.append("## Skipped runs")
         parts.append(_skipped_text(run_table.skipped, None))

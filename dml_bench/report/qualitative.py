@@ -59,7 +59,7 @@ def findings(prep: Prepared, max_methods: int = 6) -> list[RetrievalFinding]:
     """Per dataset with readable retrievals: the first seed that has some, and its blocks."""
     found = []
     for dataset in prep.datasets:
-        here = prep.runs[prep.runs["dataset"] == dataset]
+        here = prep.runs[prep.runs["group"] == dataset]
         for seed in sorted(here["seed"].unique()):
             blocks = _blocks_for_seed(prep, here[here["seed"] == seed], max_methods)
             if blocks:

@@ -18,6 +18,7 @@ a section that the runs cannot answer says which ``dml-bench run ...`` command w
 from __future__ import annotations
 
 from dml_bench.report import (
+    comparability,
     qualitative,
     rq1_bound,
     rq2_convergence,
@@ -32,6 +33,7 @@ from dml_bench.report.section import Section
 def all_sections(prep: Prepared, target_fraction: float) -> list[Section]:
     """Every section of report.md, in order."""
     return [
+        comparability.section(prep, comparability.findings(prep)),
         rq1_bound.section(prep, rq1_bound.findings(prep)),
         rq2_convergence.section(
             prep, rq2_convergence.findings(prep, target_fraction), target_fraction

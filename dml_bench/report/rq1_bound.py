@@ -203,7 +203,7 @@ def _fraction(values: list[float]) -> Interval | None:
 
 def diagnostic_curves(prep: Prepared, dataset: str) -> pd.DataFrame | None:
     """The logged diagnostic rows on ``dataset``, or None when no run logged the NCA pair."""
-    curves = prep.curves[prep.curves["dataset"] == dataset]
+    curves = prep.curves[prep.curves["group"] == dataset]
     if not has(curves, "proxy_nca_loss", "data_nca_loss"):
         return None
     return curves[curves["proxy_nca_loss"].notna()]

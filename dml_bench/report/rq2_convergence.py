@@ -138,7 +138,7 @@ def speedup(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> SpeedupFindi
 
 
 def recall_curves(prep: Prepared, dataset: str) -> pd.DataFrame | None:
-    curves = prep.curves[prep.curves["dataset"] == dataset]
+    curves = prep.curves[prep.curves["group"] == dataset]
     return curves if has(curves, "recall@1") else None
 
 

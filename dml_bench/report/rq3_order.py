@@ -48,7 +48,7 @@ class OrderFinding:
 
 def order_curves(prep: Prepared, dataset: str) -> pd.DataFrame | None:
     """The rows of ``dataset`` that logged order agreement, or None when none did."""
-    curves = prep.curves[prep.curves["dataset"] == dataset]
+    curves = prep.curves[prep.curves["group"] == dataset]
     if not has(curves, COLUMN):
         return None
     return curves[curves[COLUMN].notna()]

@@ -132,7 +132,7 @@ def significance(
 
 
 def dataset_findings(prep: Prepared, dataset: str, metrics: list[str]) -> DatasetRetrieval:
-    here = prep.runs[prep.runs["dataset"] == dataset]
+    here = prep.runs[prep.runs["group"] == dataset]
     ds_metrics = [m for m in metrics if here[m].notna().any()]
     labels = label_order(here)
     refs = [lab for lab in labels if lab in prep.headline_labels]
@@ -148,7 +148,7 @@ def dataset_findings(prep: Prepared, dataset: str, metrics: list[str]) -> Datase
         dataset=dataset,
         metrics=ds_metrics,
         methods=[method_metrics(here, label, ds_metrics) for label in labels],
-        paper=figures_for(dataset),
+        paper=figures_for(prep.dataset_of(dataset)),
         references=refs,
         baselines=baselines,
         tests=tests,

@@ -199,7 +199,7 @@ def findings(prep: Prepared) -> list[DatasetAssignment]:
     """One :class:`DatasetAssignment` per dataset with a taking part run; empty when none."""
     runs = participants(prep)
     return [
-        dataset_findings(prep, runs[runs["dataset"] == dataset], dataset)
+        dataset_findings(prep, runs[runs["group"] == dataset], dataset)
         for dataset in prep.datasets
         if (runs["dataset"] == dataset).any()
     ]

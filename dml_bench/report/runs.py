@@ -56,17 +56,48 @@ class MethodRoles:
 
 
 @dataclass(frozen=True)
+class Group:
+    """Runs that may be compared with each other: they share the comparison key
+    (:func:`dml_bench.store.records.comparison_key`: everything but the method and its config).
+
+    ``name`` is the dataset's name when all its runs share one key, else the dataset and the key
+    values that set this group apart (``hershey (steps=100)``); ``differs`` holds those values.
+    """
+
+    name: str
+    dataset: str
+    differs: Mapping[str, Any]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """Runs and curves with a ``label`` column, and the roles of every method that ran."""
+    """Runs and curves with ``label`` and ``group`` columns, the comparable groups, the roles of
+    every method that ran, and the runs left out as repeats of a seed (``repeats``)."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     table: RunTable
     roles: Mapping[str, MethodRoles]
+    group_list: tuple[Group, ...] = ()
+    repeats: tuple[str, ...] = ()
+
+    @property
+    def groups(self) -> list[str]:
+        """The names of the comparable groups (see :class:`Group`): every question compares
+        methods only within one of them."""
+        return [g.name for g in self.group_list]
 
     @property
     def datasets(self) -> list[str]:
-        return sorted(self.runs["dataset"].unique())
+        return self.groups
+
+    def group(self, name: str) -> Group:
+        return next(g for g in self.group_list if g.name == name)
+
+    def dataset_of(self, name: str) -> str:
+        """The dataset a group's runs are on (for commands and the paper's numbers)."""
+        return self.group(name).dataset if name in self.groups else name
 
     @property
     def headline_labels(self) -> frozenset[str]:
@@ -75,15 +106,90 @@ class Prepared:
 
 
 def prepare(table: RunTable) -> Prepared:
-    runs = with_labels(table.runs)
+    runs, repeats = one_per_seed(with_labels(table.runs))
+    groups = comparison_groups(runs)
+    runs["group"] = group_names(runs, groups)
     labels = runs.set_index("run_id")["label"]
-    curves = table.curves.copy()
+    names = runs.set_index("run_id")["group"]
+    curves = table.curves[table.curves["run_id"].isin(set(runs["run_id"]))].copy()
     curves["label"] = curves["run_id"].map(labels)
+    curves["group"] = curves["run_id"].map(names)
     order = {lab: i for i, lab in enumerate(label_order(runs))}
     curves = curves.assign(_o=curves["label"].map(order)).sort_values(["_o", "run_id", "step"])
     return Prepared(
-        runs=runs, curves=curves.drop(columns="_o"), table=table, roles=method_roles(runs)
+        runs=runs,
+        curves=curves.drop(columns="_o"),
+        table=table,
+        roles=method_roles(runs),
+        group_list=tuple(groups),
+        repeats=tuple(repeats),
     )
+
+
+# ---------------------------------------------------------------- comparable groups, seeds
+def _keys(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    if "comparable" not in runs.columns:  # a run table from before the key was read
+        return [{"dataset": d} for d in runs["dataset"]]
+    return [
+        json.loads(text) if isinstance(text, str) else {"dataset": d}
+        for text, d in zip(runs["comparable"], runs["dataset"], strict=True)
+    ]
+
+
+def comparison_groups(runs: pd.DataFrame) -> list[Group]:
+    """The comparable groups of ``runs``, by dataset, then by the values that set them apart."""
+    keys = _keys(runs)
+    out: list[Group] = []
+    for dataset in sorted(runs["dataset"].unique()):
+        mine = [(i, k) for i, k in enumerate(keys) if runs["dataset"].iloc[i] == dataset]
+        distinct = {json.dumps(k, sort_keys=True, default=str): k for _, k in mine}
+        names = sorted({n for k in distinct.values() for n in k})
+        differing = [n for n in names if len({repr(k.get(n)) for k in distinct.values()}) > 1]
+        for text, key in sorted(distinct.items()):
+            differs = {n: key.get(n) for n in differing}
+            shown = ", ".join(f"{n}={_short(v)}" for n, v in differs.items())
+            rows = [i for i, k in mine if json.dumps(k, sort_keys=True, default=str) == text]
+            labels = tuple(dict.fromkeys(label_order(runs.iloc[rows])))
+            out.append(
+                Group(
+                    f"{dataset} ({shown})" if shown else str(dataset), str(dataset), differs, labels
+                )
+            )
+    return out
+
+
+def group_names(runs: pd.DataFrame, groups: Sequence[Group]) -> list[str]:
+    """Per run, the name of its comparable group."""
+    names = []
+    for key, dataset in zip(_keys(runs), runs["dataset"], strict=True):
+        match = [g for g in groups if g.dataset == dataset and _in_group(key, g)]
+        names.append(match[0].name)
+    return names
+
+
+def _in_group(key: Mapping[str, Any], group: Group) -> bool:
+    return all(repr(key.get(n)) == repr(v) for n, v in group.differs.items())
+
+
+def _short(value: Any) -> str:
+    """A key value as a group name shows it (a path by its file name)."""
+    text = str(value)
+    return text.rsplit("/", 1)[-1] if "/" in text else text
+
+
+def one_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one run per (label, comparable key, seed): the newest (status.json's ``updated``,
+    then the folder name), so that a rerun of a seed is never pooled with the first run as an
+    independent sample (a 95% interval assumes independent seeds). Returns the runs kept and the
+    run ids left out."""
+    if runs.empty:
+        return runs.copy(), []
+    keys = ["label", "seed"] + (["comparable"] if "comparable" in runs.columns else [])
+    finished = runs["finished"] if "finished" in runs.columns else pd.Series("", index=runs.index)
+    ordered = runs.assign(_f=finished.fillna("").astype(str)).sort_values(["_f", "run_id"])
+    kept = ordered.drop_duplicates(subset=keys, keep="last")
+    repeats = sorted(set(runs["run_id"]) - set(kept["run_id"]))
+    return runs[runs["run_id"].isin(set(kept["run_id"]))].copy(), repeats
 
 
 def label_order(runs: pd.DataFrame) -> list[str]:

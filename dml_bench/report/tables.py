@@ -52,19 +52,29 @@ def eval_metrics(columns: Iterable[str]) -> list[str]:
 
 def setup_labels(runs: pd.DataFrame) -> pd.Series:
     """Per run, ``" {key=value, ...}"`` naming the run options in which runs of the same variant
-    and dataset differ, or ``""`` where they all agree (the usual case: nothing is added)."""
+    and dataset differ, or ``""`` where they all agree (the usual case: nothing is added). The
+    method's code hash counts as such an option (``code=<hash>``): runs of edited code are
+    another row, never pooled with the old code's."""
     labels = pd.Series("", index=runs.index, dtype=object)
     if runs.empty or "setup" not in runs.columns:
         return labels
     for _, group in runs.groupby(["variant", "dataset"]):
-        if group["setup"].nunique() < 2:
+        setups = {i: _setup_with_code(group.loc[i]) for i in group.index}
+        if len({json.dumps(s, sort_keys=True, default=str) for s in setups.values()}) < 2:
             continue
-        setups = {i: json.loads(text) for i, text in group["setup"].items()}
         keys = sorted({k for setup in setups.values() for k in setup})
         differing = [k for k in keys if len({repr(s.get(k)) for s in setups.values()}) > 1]
         for i, setup in setups.items():
             labels[i] = " {" + ", ".join(f"{k}={setup.get(k)}" for k in differing) + "}"
     return labels
+
+
+def _setup_with_code(row: pd.Series) -> dict[str, Any]:
+    setup: dict[str, Any] = json.loads(str(row["setup"]))
+    code = row.get("source_hash")
+    if isinstance(code, str):
+        setup["code"] = code[:8] or "unrecorded"
+    return setup
 
 
 def with_labels(runs: pd.DataFrame) -> pd.DataFrame:

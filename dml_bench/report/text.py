@@ -8,6 +8,7 @@ section's table). Nothing here computes a result.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 from dml_bench.report.stats import Interval, Ratio
@@ -132,8 +133,21 @@ def markdown_table(
 
 
 def run_command(methods: str, dataset: str, extra: str = "--seeds 0,1,2") -> str:
-    """The ``dml-bench run`` command a section suggests when the runs cannot answer it."""
-    return f"dml-bench run --methods {methods} --dataset {dataset} {extra}"
+    """The ``dml-bench run`` command a section suggests when the runs cannot answer it
+    (``dataset`` may be a comparable group's name, ``hershey (steps=100)``)."""
+    return f"dml-bench run --methods {methods} --dataset {group_dataset(dataset)} {extra}"
+
+
+def group_dataset(name: str) -> str:
+    """The dataset of a comparable group's name (see :class:`dml_bench.report.runs.Group`):
+    the part before `` (``; no dataset name has one."""
+    return name.split(" (", 1)[0]
+
+
+def file_name(name: str) -> str:
+    """A figure's key as a file name: ``rq2_step_hershey (steps=100)`` ->
+    ``rq2_step_hershey_steps-100``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("=", "-")).strip("_")
 
 
 def both_families_command(dataset: str) -> str:

@@ -73,7 +73,10 @@ class RunTable:
     ``runs``: one row per run: :data:`KEY_COLUMNS`, ``steps``, ``train_seconds``, ``best_step``,
     ``schema`` (the record's version), ``setup`` (JSON of the result-relevant run options, see
     :class:`~dml_bench.store.records.RunRecord`), ``swept`` (JSON of the method fields the user set
-    and their values, ``{}`` for a method's defaults), ``proxy_count_field`` and
+    and their values, ``{}`` for a method's defaults), ``comparable`` (JSON of what runs of
+    different methods must share to be compared,
+    :func:`~dml_bench.store.records.comparison_key`), ``source_hash`` (the method's code hash,
+    ``""`` where not recorded), ``finished`` (status.json's ``updated``), ``proxy_count_field`` and
     ``proxy_assignment`` (the method's report roles, ``None`` where not recorded), the method
     config flattened as
     ``cfg.<field>``, and the final metrics (the last row of the run's metrics.csv). ``curves``: one row per evaluation of every run, with the run's key
@@ -150,6 +153,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run's table row and its curve; raise :class:`UnreadableRunError` with the reason."""
     missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
     try:
+        status = None
         if STATUS_FILE not in missing:
             status = StatusRecord.from_json(_read_json(run_dir / STATUS_FILE))
             if status.status != "completed":
@@ -175,6 +179,9 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     row["schema"] = record.schema
     row["setup"] = json.dumps(record.setup, sort_keys=True, default=str)
     row["swept"] = json.dumps(record.swept, sort_keys=True, default=str)
+    row["comparable"] = json.dumps(record.comparison_key(), sort_keys=True, default=str)
+    row["source_hash"] = record.source_hash
+    row["finished"] = status.updated if status is not None else ""
     row["proxy_count_field"] = record.proxy_count_field
     row["proxy_assignment"] = record.proxy_assignment
     raw_tuning = record.config.get("tuning")  # runs of `run --tuned` (dml_bench.tune.record)

@@ -89,8 +89,11 @@ class RunRecord:
     method fields the user set, with their values (the variant's label is made from them);
     ``options_changed`` the run options that differ from their defaults; ``proxy_count_field`` and
     ``proxy_assignment`` the method's report roles as its spec declares them (``None`` for a method
-    without them, and in records written before they were recorded); ``extra`` what else the
-    writer records (data sizes, origins, the resolved trunk, ...).
+    without them, and in records written before they were recorded); ``method_code`` what
+    identifies the method's code (``distribution``, ``version``, the hashed ``modules`` and their
+    ``source_hash``, see :mod:`dml_bench.methods.code`; ``{}`` in records written before it was
+    recorded); ``extra`` what else the writer records (data sizes, origins, the resolved trunk,
+    ...).
     """
 
     run_id: str
@@ -107,9 +110,19 @@ class RunRecord:
     options_changed: dict[str, Any] = field(default_factory=dict)
     proxy_count_field: str | None = None
     proxy_assignment: str | None = None
+    method_code: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+
+    @property
+    def source_hash(self) -> str:
+        """The hash of the method's source ("" for records written before it was recorded)."""
+        return str(self.method_code.get("source_hash") or "")
+
+    def comparison_key(self) -> dict[str, Any]:
+        """See :func:`comparison_key`."""
+        return comparison_key(self.dataset, self.setup, self.config.get("tuning"))
 
     def to_json(self) -> dict[str, Any]:
         """The file's content: the flat config, then the record's own keys (which win)."""
@@ -131,6 +144,7 @@ class RunRecord:
             "options_changed": self.options_changed,
             "proxy_count_field": self.proxy_count_field,
             "proxy_assignment": self.proxy_assignment,
+            "method_code": self.method_code,
         }
 
     @classmethod
@@ -170,6 +184,7 @@ class RunRecord:
             options_changed=options,
             proxy_count_field=_optional_str(data, "proxy_count_field"),
             proxy_assignment=_optional_str(data, "proxy_assignment"),
+            method_code=_object(data, "method_code"),
             config=dict(data),
             schema=schema,
         )
@@ -180,6 +195,38 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise RecordError(f"config.json: {key} {value!r} is not a string or null")
     return value
+
+
+#: Setup fields that change what a run logs, not what it trains: runs that differ only here are
+#: still compared (the diagnostics and the saved retrievals are measured beside training).
+#: ``tuning`` names each method's own study and trial; its shared part is the budget.
+NOT_COMPARED_FIELDS = frozenset(
+    {
+        "diagnostics",
+        "diagnostic_classes",
+        "diagnostic_per_class",
+        "diagnostic_triplets",
+        "retrieval_queries",
+        "retrieval_k",
+        "tuning",
+    }
+)
+
+
+def comparison_key(dataset: str, setup: Mapping[str, Any], tuning: Any) -> dict[str, Any]:
+    """What runs of different methods must share to be compared: the one definition.
+
+    Everything but the method and its own config: the dataset and its parameters, and every run
+    option that can change a result (steps, batch size, trunk, embedding size, optimiser,
+    learning rate, image sizes, evaluation schedule, ...; the ``setup`` a run records, less
+    :data:`NOT_COMPARED_FIELDS`), and the tuning budget (``None`` for an untuned run; a tuned
+    run records it under ``tuning.budget``). The sampler and the method's fields are the
+    method's own. It lives with the record format because it is a statement about the recorded
+    fields, read the same way from every schema (schema 0 records have their legacy setup).
+    """
+    key = {k: v for k, v in setup.items() if k not in NOT_COMPARED_FIELDS}
+    budget = tuning.get("budget") if isinstance(tuning, Mapping) else None
+    return {"dataset": dataset, **key, "tuning_budget": budget}
 
 
 def sampler_name(m_per_class: int | None) -> str:

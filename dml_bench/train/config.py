@@ -52,11 +52,15 @@ class RunConfig:
     method_config: Any = None
     dataset_config: Any = None
     variant: str = ""
-    #: the method fields the request set (the variant's label is made from them), sorted
+    #: the method fields the request set to a value other than their default (the variant's label
+    #: is made from them), sorted
     swept_fields: tuple[str, ...] = ()
     # where tuned parameters come from (dml_bench.tune.record.TuningSource); None: untuned.
     # Part of the identity, so a tuned run never shares a run id with an untuned one.
     tuning: Any = None
+    #: the hash of the method's source (dml_bench.methods.code), filled in by planning: part of the
+    #: identity, so editing a method's code makes its runs new runs ("" for configs built by hand)
+    method_source_hash: str = ""
     # model
     trunk: str = "auto"
     pretrained: bool = True
@@ -124,11 +128,14 @@ class RunConfig:
         check_loggers(self.log)
 
     def identity(self) -> str:
-        """A short hash of everything that changes the result (execution fields excluded). An
-        untuned run (``tuning`` None) hashes as before the field existed: its run id is kept."""
+        """A short hash of everything that changes the result (execution fields excluded), the
+        method's source hash included. An untuned run (``tuning`` None) and a config without a
+        source hash (built by hand, not planned) hash as before those fields existed."""
         data = {k: v for k, v in to_dict(self).items() if k not in EXECUTION_FIELDS}
         if data.get("tuning") is None:
             data.pop("tuning", None)
+        if not self.method_source_hash:
+            del data["method_source_hash"]
         return config_hash(data)
 
     def run_id(self) -> str:
@@ -213,7 +220,9 @@ def run_field_names() -> list[str]:
 
 #: Fields that say which run this is rather than how it ran: the identity, the method's and the
 #: dataset's own configs.
-IDENTITY_FIELDS = frozenset({"method", "dataset", "seed", "method_config", "dataset_config"})
+IDENTITY_FIELDS = frozenset(
+    {"method", "dataset", "seed", "method_config", "dataset_config", "method_source_hash"}
+)
 
 
 def setup_field_names() -> list[str]:

@@ -20,6 +20,7 @@ from dml_bench.config import build_config, field_names
 from dml_bench.data import DATASETS
 from dml_bench.errors import ConfigError
 from dml_bench.methods import METHODS
+from dml_bench.methods.code import method_code
 from dml_bench.store.records import variant_label
 from dml_bench.train.auto import choose as choose_auto
 from dml_bench.train.config import RunConfig, preset_values, run_field_names
@@ -51,7 +52,15 @@ class ExperimentRequest:
 OWN_FIELD = {"method": "methods", "dataset": "dataset", "seed": "seeds", "preset": "preset"}
 #: RunConfig fields that planning fills in.
 NOT_SETTABLE = frozenset(
-    {"method_config", "dataset_config", "variant", "swept_fields", "notes", "tuning"}
+    {
+        "method_config",
+        "dataset_config",
+        "variant",
+        "swept_fields",
+        "method_source_hash",
+        "notes",
+        "tuning",
+    }
 )
 
 
@@ -87,6 +96,7 @@ def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
         logger.info("%s", auto.reason)
     base_values.update(auto.values)
     configs = []
+    codes = {method: method_code(method).source_hash for method in request.methods}
     for seed in request.seeds:
         for method in request.methods:
             for method_config, swept in method_variants(method, request, preset["methods"]):
@@ -99,6 +109,7 @@ def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
                     "dataset_config": dataset_config,
                     "variant": variant_label(method, swept),
                     "swept_fields": tuple(sorted(swept)),
+                    "method_source_hash": codes[method],
                     "preset": request.preset or "",
                 }
                 config = build_config(RunConfig, values, "the run")
@@ -137,7 +148,10 @@ def check_run_options(values: Mapping[str, Any]) -> None:
 def method_variants(
     method: str, request: ExperimentRequest, preset_methods: Mapping[str, Any]
 ) -> list[tuple[Any, dict[str, Any]]]:
-    """Every combination of the method's swept values: (its config, the swept fields' values)."""
+    """Every combination of the method's swept values: (its config, the swept fields' values).
+
+    A field set to its default value is not swept: restating a default (``scale = 9.0``) is the
+    plain method, with the plain method's label and run id, so its seeds pool with the others."""
     spec = METHODS.get(method)
     fields = field_names(spec.config_cls)
     preset = {k: v for k, v in preset_methods.items() if k in fields}
@@ -147,7 +161,9 @@ def method_variants(
     for combo in itertools.product(*(list(swept[k]) for k in keys)):
         values = {**preset, **dict(zip(keys, combo, strict=True))}
         config = spec.make_config(values)
-        out.append((config, {k: getattr(config, k) for k in keys}))
+        default = spec.default_config()
+        changed = {k: getattr(config, k) for k in keys if getattr(config, k) != getattr(default, k)}
+        out.append((config, changed))
     return out
 
 

@@ -15,6 +15,7 @@ import torch
 from dml_bench.config import to_dict
 from dml_bench.data import DATASETS
 from dml_bench.methods import METHODS
+from dml_bench.methods.code import method_code
 from dml_bench.store.env import environment_record
 from dml_bench.store.records import (
     BOOKKEEPING_COLUMNS,
@@ -41,6 +42,13 @@ def dataset_origin(dataset: str) -> dict[str, str]:
     return {"distribution": origin.distribution, "version": origin.version}
 
 
+def code_record(config: RunConfig) -> dict[str, Any]:
+    """The method's code identity; its hash as planning put it into the run id (the source is
+    read again only for a config built without planning)."""
+    code = method_code(config.method).to_json()
+    return code | ({"source_hash": config.method_source_hash} if config.method_source_hash else {})
+
+
 def run_record(config: RunConfig, run_id: str, data: RunData) -> RunRecord:
     """The ``config.json`` of a run: its config, and what the report reads (family and report
     roles as the method's spec declares them, sampler, setup, swept values, changed options)."""
@@ -62,6 +70,7 @@ def run_record(config: RunConfig, run_id: str, data: RunData) -> RunRecord:
         options_changed=changed_options(config),
         proxy_count_field=spec.proxy_count_field,
         proxy_assignment=spec.proxy_assignment,
+        method_code=code_record(config),
         config=flat,
         extra={
             "trunk_resolved": resolve_trunk(config, data.spec),

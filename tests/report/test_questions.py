@@ -33,7 +33,7 @@ def test_every_number_of_an_answer_stands_in_its_section_table(prep: Prepared) -
     the same section."""
     checked = 0
     sections = all_sections(prep, target_fraction=0.9)
-    assert [s.key for s in sections] == ["rq1", "rq2", "rq3", "rq4", "rq5", "qualitative"]
+    assert [s.key for s in sections] == ["groups", "rq1", "rq2", "rq3", "rq4", "rq5", "qualitative"]
     for section in sections:
         cells = _table_numbers(section)
         for line in (b for b in section.body if b.startswith("**Answer.**")):

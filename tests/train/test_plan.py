@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dml_bench.errors import ConfigError, UnknownNameError
@@ -35,28 +37,35 @@ def test_every_seed_method_and_swept_combination_is_one_run() -> None:
     keys = [(c.seed, c.method, c.variant) for c in configs]
     assert keys == [
         (0, "proxy_nca", "proxy_nca[denominator=all,scale=3.0]"),
-        (0, "proxy_nca", "proxy_nca[denominator=all,scale=9.0]"),
+        (0, "proxy_nca", "proxy_nca[denominator=all]"),  # scale 9 is the default
         (0, "nca", "nca"),
         (1, "proxy_nca", "proxy_nca[denominator=all,scale=3.0]"),
-        (1, "proxy_nca", "proxy_nca[denominator=all,scale=9.0]"),
+        (1, "proxy_nca", "proxy_nca[denominator=all]"),
         (1, "nca", "nca"),
     ]
     assert configs[0].swept_fields == ("denominator", "scale") and configs[2].swept_fields == ()
+    assert configs[1].swept_fields == ("denominator",)
     assert configs[0].method_config.scale == 3.0  # converted to the field's type
     assert len({c.run_id() for c in configs}) == 6
 
 
-def test_a_sweeps_default_point_is_the_plain_run() -> None:
-    """The label and the swept fields are not part of the identity: sweeping the default value
-    names the same run folder as not sweeping at all."""
+def test_restating_a_default_keeps_the_run_id_and_the_label() -> None:
+    """``--set proxy_nca.scale=9`` (9 is the default) is the plain method: same run id and same
+    label, so its seeds pool with the plain runs. At a1469a8 the label was
+    ``proxy_nca[scale=9.0]`` and the two never pooled."""
     plain = plan_runs(request())[0]
-    swept = plan_runs(request(method_params={"proxy_nca": {"scale": ["9"]}}))[0]
-    assert swept.variant == "proxy_nca[scale=9.0]" and plain.variant == "proxy_nca"
-    assert swept.run_id() == plain.run_id()
+    for value in ("9", "9.0"):
+        restated = plan_runs(request(method_params={"proxy_nca": {"scale": [value]}}))[0]
+        assert restated.variant == plain.variant == "proxy_nca"
+        assert restated.swept_fields == ()
+        assert restated.run_id() == plain.run_id()
+    changed = plan_runs(request(method_params={"proxy_nca": {"scale": ["3"]}}))[0]
+    assert changed.variant == "proxy_nca[scale=3.0]" and changed.run_id() != plain.run_id()
 
 
-def test_the_default_run_ids_are_those_of_the_records_already_written() -> None:
-    """Planning moved modules; run ids must not move with it (they name existing folders).
+def test_run_ids_carry_the_methods_source_hash() -> None:
+    """The run id hashes the method's code: the five default methods' ids changed when it came
+    in (a1469a8 planned the ids below); without the hash, everything else hashes as before.
 
     Records written before the default became an evaluation every 100 steps (issue 20) were
     planned with ``eval_every=200``: asked for that, planning gives their ids.
@@ -66,14 +75,34 @@ def test_the_default_run_ids_are_those_of_the_records_already_written() -> None:
     ``negative_proxies``): a record of the earlier, collapsing loss is not resumed as this one."""
     methods = ("proxy_nca", "proxy_nca_dynamic", "triplet_semihard", "lifted_structure", "nca")
     old_default = ExperimentRequest(methods=methods, run_params={"eval_every": 200})
-    ids = [c.run_id() for c in plan_runs(old_default)]
-    assert ids == [  # as planned before the run-record format had an owner
+    configs = plan_runs(old_default)
+    assert all(len(c.method_source_hash) == 16 for c in configs)
+    before = [dataclasses.replace(c, method_source_hash="").run_id() for c in configs]
+    assert before == [  # as planned at a1469a8, before the code hash
         "hershey-proxy_nca-seed0-b3c1fd3c75",
         "hershey-proxy_nca_dynamic-seed0-2c71b55abb",
         "hershey-triplet_semihard-seed0-47b3c101a7",
         "hershey-lifted_structure-seed0-e6a66c445f",
         "hershey-nca-seed0-d49f8fd73d",
     ]
+    assert not {c.run_id() for c in configs} & set(before)
+
+
+def test_editing_a_methods_source_makes_a_new_run_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a1469a8 the run id ignored the method's code: an edited loss was "already completed"."""
+    from dml_bench.methods import code
+
+    first = plan_runs(request())[0]
+    real = code.module_source
+
+    def edited(name: str) -> bytes | None:
+        source = real(name)
+        return None if source is None else source + b"\n# edited\n"
+
+    monkeypatch.setattr(code, "module_source", edited)
+    second = plan_runs(request())[0]
+    assert second.method_source_hash != first.method_source_hash
+    assert second.run_id() != first.run_id() and second.variant == first.variant
 
 
 def test_presets_fill_values_that_flags_override() -> None:

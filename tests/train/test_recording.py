@@ -81,3 +81,17 @@ def test_summary_takes_the_last_row_and_the_best_by_recall(
     assert summary["final"] == {"recall@1": 0.5, "nmi": 0.3}
     assert summary["best"] == {"recall@1": 0.6, "nmi": None} and summary["best_step"] == 3
     assert summary["steps"] == 6 and summary["schema"] == SCHEMA_VERSION
+
+
+def test_the_record_identifies_the_methods_code(swept_run: tuple[RunConfig, RunData]) -> None:
+    """config.json says which code computed the run (at a1469a8 it held only the distribution
+    and its version, which an edited editable install keeps); the hash is the run id's."""
+    config, data = swept_run
+    code = run_record(config, "r1", data).to_json()["method_code"]
+    assert code["source_hash"] == config.method_source_hash and len(code["source_hash"]) == 16
+    assert "dml_bench.methods.proxy_nca_dynamic" in code["modules"]
+    assert code["distribution"] and "version" in code
+    parsed = RunRecord.from_json(run_record(config, "r1", data).to_json(), "r1")
+    assert parsed.source_hash == config.method_source_hash
+    old = {k: v for k, v in run_record(config, "r1", data).to_json().items() if k != "method_code"}
+    assert RunRecord.from_json(old, "r1").source_hash == ""  # older records still read

@@ -1,0 +1,113 @@
+"""Methods are compared only within a comparable group (report/comparability.py, report/runs.py).
+
+Each test here describes a report that a1469a8 got wrong: it compared a 100-step proxy_nca with a
+300-step triplet_semihard ("a difference of ..."), pooled runs on two CSV files under one
+heading "On csv", and built a 95% interval from two runs of one seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dml_bench.report import make_report, rq2_convergence, rq4_retrieval
+from dml_bench.report.comparability import findings
+from dml_bench.report.runs import prepare
+from dml_bench.store.read import load_runs
+from dml_bench.store.records import comparison_key
+from tests.report.conftest import RunWriter, recall_curve
+
+
+def _pair(make_run: RunWriter, records: dict[str, dict[str, object]], dataset: str) -> None:
+    """proxy_nca and triplet_semihard, 2 seeds each, with their own config.json additions."""
+    for method, final in (("proxy_nca", 0.41), ("triplet_semihard", 0.75)):
+        for seed in (0, 1):
+            make_run(
+                method=method,
+                dataset=dataset,
+                seed=seed,
+                columns={"recall@1": recall_curve(final + 0.01 * seed), "nmi": [0.5] * 9},
+                run_id=f"{dataset}-{method}-seed{seed}-x",
+                record=records[method],
+            )
+
+
+def test_runs_of_different_steps_are_not_compared(make_run: RunWriter, results: Path) -> None:
+    _pair(make_run, {"proxy_nca": {"steps": 100}, "triplet_semihard": {"steps": 300}}, "hershey")
+    prep = prepare(load_runs(results))
+    assert prep.groups == ["hershey (steps=100)", "hershey (steps=300)"]
+    assert all(ds.tests == [] for ds in rq4_retrieval.findings(prep))
+    assert all(ds.speedups == [] for ds in rq2_convergence.findings(prep, 0.9))
+    [groups] = findings(prep)
+    assert groups.apart == [("proxy_nca", "triplet_semihard")]
+    report = make_report(results, results / "report").files[-1].read_text()
+    assert "a difference of" not in report and "speed-up of" not in report
+    assert "Runs on hershey differ in steps" in report
+    assert "Not compared, because they never ran with the same set-up: " in report
+    assert "proxy_nca vs triplet_semihard" in report
+
+
+def test_runs_on_two_csv_files_are_two_groups(make_run: RunWriter, results: Path) -> None:
+    paths = {"proxy_nca": "/data/a.csv", "triplet_semihard": "/data/b.csv"}
+    _pair(make_run, {m: {"dataset_config": {"path": p}} for m, p in paths.items()}, "csv")
+    prep = prepare(load_runs(results))
+    assert prep.groups == ["csv (dataset.path=a.csv)", "csv (dataset.path=b.csv)"]
+    retrieval = rq4_retrieval.findings(prep)
+    assert [ds.dataset for ds in retrieval] == prep.groups and not any(r.tests for r in retrieval)
+    report = make_report(results, results / "report").files[-1].read_text()
+    assert "### csv\n" not in report and "On csv," not in report
+    assert "### csv (dataset.path=a.csv)" in report
+
+
+def test_the_comparison_key_is_everything_but_the_method() -> None:
+    setup = {"steps": 100, "lr": 0.001, "diagnostics": True, "dataset.path": "a.csv"}
+    key = comparison_key("csv", setup, {"study": "s", "trial": 3, "budget": {"trials": 12}})
+    assert key == {
+        "dataset": "csv",
+        "steps": 100,
+        "lr": 0.001,
+        "dataset.path": "a.csv",
+        "tuning_budget": {"trials": 12},
+    }
+    assert comparison_key("csv", setup, None)["tuning_budget"] is None
+
+
+def test_tuning_budgets_split_groups(make_run: RunWriter, results: Path) -> None:
+    budgets = {
+        m: {"tuning": {"study": m, "budget": {"trials": n}}}
+        for m, n in (("proxy_nca", 4), ("triplet_semihard", 12))
+    }
+    _pair(make_run, budgets, "hershey")
+    prep = prepare(load_runs(results))
+    assert len(prep.groups) == 2 and all("tuning_budget" in g for g in prep.groups)
+
+
+def test_two_runs_of_one_seed_are_not_pooled(make_run: RunWriter, results: Path) -> None:
+    """A rerun of seed 0 (the same label and set-up) is not a second seed: the newest is kept."""
+    for run_id, final, updated in (("old", 0.30, "2024-01-01"), ("new", 0.60, "2024-02-01")):
+        folder = make_run(
+            method="proxy_nca", seed=0, columns={"recall@1": [0.1, final]}, run_id=run_id
+        )
+        status = json.loads((folder / "status.json").read_text())
+        (folder / "status.json").write_text(json.dumps({**status, "updated": updated}))
+    prep = prepare(load_runs(results))
+    assert list(prep.runs["run_id"]) == ["new"] and prep.repeats == ("old",)
+    [method] = rq4_retrieval.findings(prep)[0].methods
+    assert method.values["recall@1"].n == 1 and method.values["recall@1"].mean == 0.60
+    report = make_report(results, results / "report").files[-1].read_text()
+    assert "only the newest run of each seed is used" in report and "`old`" in report
+
+
+def test_runs_of_edited_code_are_other_rows(make_run: RunWriter, results: Path) -> None:
+    """The same method and seed with two source hashes: two rows, neither a repeat."""
+    for run_id, code in (("a", "1111aaaa2222bbbb"), ("b", "3333cccc4444dddd")):
+        make_run(
+            method="proxy_nca",
+            seed=0,
+            columns={"recall@1": [0.1, 0.5]},
+            run_id=run_id,
+            record={"method_code": {"source_hash": code}},
+        )
+    prep = prepare(load_runs(results))
+    assert sorted(prep.runs["label"]) == ["proxy_nca {code=1111aaaa}", "proxy_nca {code=3333cccc}"]
+    assert prep.repeats == ()
