@@ -11,7 +11,7 @@ What is measured, on the same JPEG files (generated once, in the official CUB-20
 
 * **ours**: exactly the training loop's DataLoader (``dml_bench.train.loop.batches``): the
   ``cub200`` dataset built through the registry by ``load_run_data`` with the paper's train
-  transforms (resize 256, random crop 227, horizontal flip, normalise; PAPER.md "Paper training
+  transforms (resize 256, random crop 227, horizontal flip, normalise; docs/protocol.md "Paper training
   set-up"), wrapped in ``SeededItems``, batches from ``StepBatchSampler`` over a random
   ``BatchPlan`` (as Proxy-NCA trains), ``collate``, ``num_workers`` workers, prefetch factor 4,
   no pinned memory on CPU.

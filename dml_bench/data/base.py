@@ -3,7 +3,7 @@
 Every dataset follows torchvision's contract (``root, split, transform, download``) and adds what
 zero-shot metric learning needs: integer ``labels`` for every item (contiguous ``0..C-1`` within the
 split, so samplers and evaluators can use them directly) and ``classes``, the original class
-identities in label order, used to assert that train and test classes are disjoint (PAPER.md,
+identities in label order, used to assert that train and test classes are disjoint (docs/protocol.md,
 "Protocol").
 
 A :class:`DatasetSpec` is the registered unit, for built-ins and plugins alike
@@ -129,7 +129,7 @@ class DatasetSpec(Generic[D]):
     :class:`~dml_bench.errors.DatasetNotFoundError` naming the files it expected and how to get
     them. ``locate(root, config)`` says where it looks, without loading anything.
     ``input_kind``: ``"photo"`` datasets yield PIL RGB images and take the trunk's transforms
-    (PAPER.md: resize 256, random crop 227, flip); ``"tensor"`` datasets yield ready tensors of
+    (docs/protocol.md: resize 256, random crop 227, flip); ``"tensor"`` datasets yield ready tensors of
     ``channels`` x ``image_size`` x ``image_size`` and ignore ``transform`` when it is ``None``.
     ``recall_ks``: the K of Recall@K that papers report for this dataset.
     """
@@ -193,7 +193,7 @@ def default_data_root() -> Path:
 
 
 def assert_class_disjoint(train: DMLDataset, test: DMLDataset, dataset: str) -> None:
-    """The zero-shot protocol: no class may appear in both splits (PAPER.md, "Protocol")."""
+    """The zero-shot protocol: no class may appear in both splits (docs/protocol.md, "Protocol")."""
     shared = set(train.classes) & set(test.classes)
     if shared:
         example = ", ".join(sorted(map(str, shared))[:5])

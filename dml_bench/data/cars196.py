@@ -1,6 +1,6 @@
 """``cars196``: Stanford Cars (196 classes) with the zero-shot split of the paper.
 
-PAPER.md, "Protocol": classes 1-98 train (8,054 images), classes 99-196 test (8,131 images). This
+docs/protocol.md, "Protocol": classes 1-98 train (8,054 images), classes 99-196 test (8,131 images). This
 is *not* the official classification split (the ``test`` field of the annotations), which we
 ignore.
 

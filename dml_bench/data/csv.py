@@ -2,7 +2,7 @@
 
 Columns: ``path`` (an image file; a relative path resolves against the CSV's folder), ``label``
 (any string naming the class) and an optional ``split`` (``train`` or ``test``). With a ``split``
-column, the CSV's own split is used and must be class-disjoint (the zero-shot protocol, PAPER.md,
+column, the CSV's own split is used and must be class-disjoint (the zero-shot protocol, docs/protocol.md,
 "Protocol"): a class in both splits is an error, not silently fixed. Without one, a seeded
 shuffle of the classes sends ``test_fraction`` of them to test.
 """

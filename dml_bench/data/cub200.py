@@ -1,6 +1,6 @@
 """``cub200``: Caltech-UCSD Birds-200-2011 with the zero-shot split of the paper.
 
-PAPER.md, "Protocol" (following Song et al. 2016, which the paper adopts): classes 1-100 train
+docs/protocol.md, "Protocol" (following Song et al. 2016, which the paper adopts): classes 1-100 train
 (5,864 images), classes 101-200 test (5,924 images). This is *not* the official classification
 split of ``train_test_split.txt``, which we ignore.
 

@@ -7,7 +7,7 @@
 Listing reuses torchvision's :func:`~torchvision.datasets.folder.find_classes` and
 :func:`~torchvision.datasets.folder.make_dataset` (its extensions, its sorted class order). A
 folder tree defines no zero-shot split, so the classes are split by a seeded shuffle:
-``test_fraction`` of them test, the rest train, disjoint by construction (PAPER.md, "Protocol").
+``test_fraction`` of them test, the rest train, disjoint by construction (docs/protocol.md, "Protocol").
 Class folders without any image are ignored, with a warning.
 """
 

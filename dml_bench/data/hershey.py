@@ -2,8 +2,8 @@
 
 Why it exists: the paper's datasets (CUB, Cars196, SOP) need downloads of gigabytes and hours of
 GPU time. A benchmark harness needs a default that runs anywhere, in minutes on a CPU, yet keeps
-the shape of the problem: *many* classes (so proxies matter, PAPER.md RQ5), few images per class,
-and a zero-shot split where train and test classes are disjoint (PAPER.md, "Protocol").
+the shape of the problem: *many* classes (so proxies matter, docs/protocol.md RQ5), few images per class,
+and a zero-shot split where train and test classes are disjoint (docs/protocol.md, "Protocol").
 
 The classes are the glyphs of the 32 built-in fonts of the ``hershey-fonts`` package: the
 public-domain Hershey vector fonts (A. V. Hershey, US National Bureau of Standards, 1967). Glyphs

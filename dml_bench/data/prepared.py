@@ -1,6 +1,6 @@
 """Pre-resized image caches (``dml-bench prepare``): decode and resize each photo once.
 
-Why: the paper's input pipeline (PAPER.md, "Paper training set-up": resize to 256, random 227
+Why: the paper's input pipeline (docs/protocol.md, "Paper training set-up": resize to 256, random 227
 crop, flip) decodes a full JPEG and resizes it for every image of every step. On CUB or Cars a
 training step of a GPU trunk is faster than decoding its batch, so the decoder, not the model,
 sets the pace of a run. A prepared cache holds, for every image of a split, the uint8 RGB pixels

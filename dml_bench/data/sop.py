@@ -1,6 +1,6 @@
 """``sop``: Stanford Online Products with the zero-shot split of its authors and the paper.
 
-PAPER.md, "Protocol": ``Ebay_train.txt`` (11,318 classes, 59,551 images) trains and
+docs/protocol.md, "Protocol": ``Ebay_train.txt`` (11,318 classes, 59,551 images) trains and
 ``Ebay_test.txt`` (11,316 classes, 60,502 images) tests; the two files share no class, which
 :func:`build` checks. Recall@K is reported at K = 1, 10, 100, 1000.
 

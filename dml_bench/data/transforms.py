@@ -1,4 +1,4 @@
-"""Image transforms of the paper's training set-up (PAPER.md, "Paper training set-up").
+"""Image transforms of the paper's training set-up (docs/protocol.md, "Paper training set-up").
 
 Movshovitz-Attias et al. (2017), Sec. 5: images are resized to 256 x 256, a random 227 x 227 crop
 and a horizontal flip are taken for training, and the centre crop at test time. We resize the

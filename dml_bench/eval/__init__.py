@@ -1,6 +1,6 @@
 """Evaluation: exact k-NN, retrieval metrics, k-means NMI, and the one ``evaluate`` front door.
 
-``evaluate(embeddings, labels, ks)`` implements the protocol of PAPER.md; the pure metric functions
+``evaluate(embeddings, labels, ks)`` implements the protocol of docs/protocol.md; the pure metric functions
 are exported for tests and for plugin authors who want the same definitions.
 """
 

@@ -5,7 +5,7 @@ triplet loss and that, empirically, the bound tightness improves as training con
 and that the proxies approximate the data "so that a triplet loss over the proxies is a tight
 upper bound of the original loss" (abstract). Sec. 4 states it with the proxy approximation error
 ``eps = max_x ||x - p(x)||`` and, for NCA, a factor alpha from the norms of embeddings and proxies
-and a ``(1 - alpha) log|Z|`` term (PAPER.md, RQ1):
+and a ``(1 - alpha) log|Z|`` term (docs/protocol.md, RQ1):
 
     L_NCA(x, y, Z) <= alpha L_NCA(x, p(y), p(Z)) + (1 - alpha) log|Z| + c_NCA eps
     L_triplet(x, y, z) <= L_triplet(x, p(y), p(z)) + c_triplet eps

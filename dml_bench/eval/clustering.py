@@ -1,4 +1,4 @@
-"""k-means and NMI for the clustering half of the protocol (PAPER.md, RQ4).
+"""k-means and NMI for the clustering half of the protocol (docs/protocol.md, RQ4).
 
 NMI is scikit-learn's ``normalized_mutual_info_score`` between k-means cluster ids and labels, with
 k = the number of distinct labels, on the L2-normalised embeddings.
@@ -225,7 +225,7 @@ def clustering_nmi(
     chunk_size: int | None = None,
     backend: Backend = "auto",
 ) -> float:
-    """NMI between k-means clusters (k = number of labels) and labels (PAPER.md, RQ4).
+    """NMI between k-means clusters (k = number of labels) and labels (docs/protocol.md, RQ4).
 
     The NMI itself is scikit-learn's (arithmetic normalisation, as pytorch-metric-learning uses).
     """

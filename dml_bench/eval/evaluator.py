@@ -1,6 +1,6 @@
 """The one evaluator: Recall@K, NMI and the Musgrave et al. metrics on test embeddings.
 
-Protocol (PAPER.md): L2-normalise, let every item query all others (itself excluded), report
+Protocol (docs/protocol.md): L2-normalise, let every item query all others (itself excluded), report
 Recall@K for the dataset's K, NMI of k-means with k = number of classes, and P@1, R-Precision and
 MAP@R ("A Metric Learning Reality Check", Musgrave et al. 2020), defined as in
 pytorch-metric-learning's ``AccuracyCalculator`` (see :mod:`dml_bench.eval.metrics`).
@@ -143,7 +143,7 @@ def evaluate(
     seed: int = 0,
     chunk_size: int | None = None,
 ) -> dict[str, float]:
-    """Evaluate embeddings by the zero-shot protocol of PAPER.md.
+    """Evaluate embeddings by the zero-shot protocol of docs/protocol.md.
 
     Returns plain floats under ``recall@{k}`` for each k in ``ks``, ``nmi`` (when ``nmi`` is set;
     k-means seeded by ``seed``), ``p@1``, ``r_precision`` and ``map@r``. Everything runs on the

@@ -1,6 +1,6 @@
 """Exact nearest neighbours by cosine similarity, in query chunks.
 
-The protocol (PAPER.md, "Protocol") ranks every test embedding against all others after L2
+The protocol (docs/protocol.md, "Protocol") ranks every test embedding against all others after L2
 normalisation, so cosine similarity and Euclidean distance give the same order. Everything is a
 matrix product on the embeddings' own device, one block of queries at a time
 (:func:`dml_bench.eval.scan.scan_neighbours`), so memory never reaches the full ``n x n``
@@ -71,7 +71,7 @@ def validate_embeddings(embeddings: torch.Tensor) -> None:
 
 
 def normalize(embeddings: torch.Tensor) -> torch.Tensor:
-    """L2-normalise rows, in float32 unless the input is float64 (PAPER.md evaluation protocol).
+    """L2-normalise rows, in float32 unless the input is float64 (docs/protocol.md evaluation protocol).
 
     Half precision would reorder near-ties and make Recall@K disagree with other tools, so it is
     upcast; float64 is kept for callers that want exactness over speed.

@@ -6,7 +6,7 @@ itself excluded), ``query_labels`` (``n``) and, for the Musgrave et al. metrics,
 
 Definitions:
 
-* Recall@K (PAPER.md protocol; Song et al. 2016): fraction of **all** queries with at least one
+* Recall@K (docs/protocol.md protocol; Song et al. 2016): fraction of **all** queries with at least one
   same-class item among the K nearest. A query whose class has no other member can never hit and
   counts as a miss; the protocol's test sets have no such classes.
 * P@1, R-Precision, MAP@R (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020), as in
@@ -63,7 +63,7 @@ def _mean_over_non_lone(values: torch.Tensor, num_relevant: torch.Tensor) -> flo
 
 
 def recall_at_k(knn_labels: torch.Tensor, query_labels: torch.Tensor, k: int) -> float:
-    """Fraction of queries with a same-class item among their ``k`` nearest (PAPER.md)."""
+    """Fraction of queries with a same-class item among their ``k`` nearest (docs/protocol.md)."""
     _check_knn(knn_labels, query_labels, k)
     hits = _relevance(knn_labels[:, :k], query_labels).any(dim=1)
     return float(hits.to(torch.float64).mean())

@@ -32,7 +32,7 @@ class MethodConfig:
     ``m_per_class``: ``None`` samples plain random batches; an integer samples ``m`` images of each
     class in the batch (pytorch-metric-learning's ``MPerClassSampler``). Pair- and triplet-based
     losses need it; Proxy-NCA does not (the positive is a proxy), but may be run with it so the
-    report can compare samplers (see PAPER.md, "Batch composition").
+    report can compare samplers (see docs/protocol.md, "Batch composition").
 
     ``loss_lr``: learning rate of the loss's own parameters (the proxies), which reproductions found
     must be larger than the trunk's (pytorch-metric-learning issue #206). ``None`` uses the trunk's.
@@ -111,7 +111,7 @@ MinerBuilder = Callable[[Any], nn.Module]
 class DiagnosticBatch:
     """The fixed diagnostic batch of a run, embedded by the current network at an evaluation.
 
-    ``embeddings`` / ``labels``: the same training images at every evaluation (PAPER.md, RQ1 and
+    ``embeddings`` / ``labels``: the same training images at every evaluation (docs/protocol.md, RQ1 and
     RQ3). ``generator``: seeded by the run, fresh at every evaluation, for any random sampling a
     diagnostic needs (e.g. triplets). ``num_samples``: how many such samples the run asks for
     (``RunConfig.diagnostic_triplets``).

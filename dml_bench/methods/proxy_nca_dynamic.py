@@ -6,11 +6,11 @@ What the paper says. The loss is defined "on a different space of triplets, cons
 anchor data point and similar and dissimilar proxy points" (abstract): each data point y or z is
 replaced by its proxy, "for each data point in the original space there is a proxy point close
 to it" (Sec. 1), and the NCA loss of an anchor x with positives Y and negatives Z becomes
-L(x, p(y), p(Z)), NCA over the proxies of the negatives (Sec. 3; PAPER.md). Dynamic assignment
+L(x, p(y), p(Z)), NCA over the proxies of the negatives (Sec. 3; docs/protocol.md). Dynamic assignment
 (Sec. 3, proxy assignment) gives every point its nearest proxy, p(x) = argmin_p d(x, p), with no
 class ownership, over a proxy set whose size need not equal the number of classes. (The stored
 copies of the paper reachable from this project give its abstract and introduction verbatim;
-the Sec. 3 wording above is PAPER.md's summary of it, not a quotation.)
+the Sec. 3 wording above is docs/protocol.md's summary of it, not a quotation.)
 
 Proxies. A set of ``P = round(proxies_per_class * num_classes)`` learned proxies (Python's
 ``round``; at least 2), with no class ownership. ``proxies_per_class`` may be a fraction (0.5:

@@ -52,7 +52,7 @@ def make_report(
     """Write the report of every completed run under ``results_dir`` into ``out_dir``.
 
     Writes the main table in all formats (table.md, table.csv, table.json, table.tex), report.md
-    (the answers to PAPER.md's research questions) and PNG figures. Returns the table in ``fmt``
+    (the answers to docs/protocol.md's research questions) and PNG figures. Returns the table in ``fmt``
     followed by a short list of skipped runs, as the CLI prints it.
     """
     tables.check_format(fmt)
@@ -139,7 +139,7 @@ def render_document(
         f"({_count(runs['variant'].nunique(), 'method variant')}, "
         f"{_count(runs['dataset'].nunique(), 'dataset')}, "
         f"seeds {', '.join(map(str, sorted(runs['seed'].unique())))}); "
-        f"{len(run_table.skipped)} skipped. Questions from PAPER.md (Movshovitz-Attias et al., "
+        f"{len(run_table.skipped)} skipped. Questions from docs/protocol.md (Movshovitz-Attias et al., "
         "ICCV 2017). Intervals are 95%; see each section for how they are computed.",
         "## Main table",
         "Final metrics (last evaluation), mean ± sample std over seeds.",

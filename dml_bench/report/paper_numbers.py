@@ -1,7 +1,7 @@
-"""The published numbers the report puts beside ours, as data (PAPER.md, "Numbers to put side by side").
+"""The published numbers the report puts beside ours, as data (docs/protocol.md, "Numbers to put side by side").
 
 Each figure says where it comes from and whether it was checked against the paper's own text:
-PAPER.md marks as "unverified" the numbers quoted by others (the baselines of the paper's table,
+docs/protocol.md marks as "unverified" the numbers quoted by others (the baselines of the paper's table,
 which are Song et al. 2017's, and the Reality Check's), and the report prints that mark beside
 them. Values are percent, as the papers print them; our metrics are fractions (see
 :func:`dml_bench.report.rq4_retrieval.percent`).
@@ -43,7 +43,7 @@ class PaperClaim:
     where: str
 
 
-#: RQ2: "Proxy-NCA converges about 3x faster than the triplet-based baselines" (PAPER.md, RQ2).
+#: RQ2: "Proxy-NCA converges about 3x faster than the triplet-based baselines" (docs/protocol.md, RQ2).
 SPEEDUP_CLAIM = PaperClaim(text="about 3x", where="Fig. 1, Cars196")
 #: The same claim in a sentence that has no speed-up to compare with it.
 SPEEDUP_SHORT = "the paper's 3x"

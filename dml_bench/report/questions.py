@@ -1,4 +1,4 @@
-"""The sections of report.md that answer the paper's research questions (PAPER.md, RQ1-RQ5).
+"""The sections of report.md that answer the paper's research questions (docs/protocol.md, RQ1-RQ5).
 
 One module per question, each with a pure ``findings(...)`` (the runs in, typed findings out,
 tested with numbers) and a ``section(...)`` that renders them to Markdown and figures:

@@ -1,4 +1,4 @@
-"""RQ1: does the proxy loss bound the loss on the data points? (PAPER.md, RQ1; paper Sec. 4)
+"""RQ1: does the proxy loss bound the loss on the data points? (docs/protocol.md, RQ1; paper Sec. 4)
 
 :func:`findings` measures, per method and dataset, on the diagnostic rows every proxy method logs
 (proxy and data loss computed from the same embeddings of one batch): how often the proxy loss
@@ -225,7 +225,7 @@ def findings(prep: Prepared) -> list[BoundFinding]:
 
 INTRO = (
     "On a fixed diagnostic batch logged at every evaluation, the loss on the in-batch data "
-    "points and the loss on their proxies are computed from the same embeddings (PAPER.md, "
+    "points and the loss on their proxies are computed from the same embeddings (docs/protocol.md, "
     "RQ1). The paper's bound (Sec. 4; `dml_bench/eval/bound.py`) reads, for NCA, data loss at "
     "unit scale <= alpha x proxy loss at the method's scale s + (1 - alpha) log n + c eps, with "
     "alpha = 1/s (embeddings and proxies act as vectors of norm sqrt(s)), n the number of terms "

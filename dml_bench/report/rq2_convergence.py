@@ -1,4 +1,4 @@
-"""RQ2: how fast does each method converge? (PAPER.md, RQ2; paper Fig. 1)
+"""RQ2: how fast does each method converge? (docs/protocol.md, RQ2; paper Fig. 1)
 
 The paper: Proxy-NCA reaches its Recall@1 about 3x faster than the triplet-based baselines.
 :func:`findings` measures, per method and dataset, the steps and wall-clock seconds each run
@@ -8,16 +8,25 @@ over every pair method (family from the runs' records); :func:`section` renders 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from dml_bench.report import plots
 from dml_bench.report.paper_numbers import SPEEDUP_CLAIM, SPEEDUP_SHORT
-from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, has
+from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, has, nanmean
 from dml_bench.report.section import Finding, Section, answer_lines
-from dml_bench.report.stats import Interval, Ratio, first_reaching, mean_ci, ratio_of_means_ci
+from dml_bench.report.stats import (
+    Interval,
+    Ratio,
+    first_reaching,
+    mean_ci,
+    ratio_of_means_ci,
+    reaching_bounds,
+)
 from dml_bench.report.text import (
     SUGGESTED_DATASET,
     both_families_command,
@@ -33,6 +42,25 @@ from dml_bench.report.text import (
     ratio_text,
 )
 
+#: A method "learned" when its best Recall@1 closed at least this share of the gap between its
+#: untrained network (the step-0 evaluation) and perfect recall. Below it, the time to reach a
+#: fraction of its own best measures noise around the untrained level (a best of 0.27 from 0.21
+#: closes 7.6%, and 90% of 0.27 is reached almost at once), so the method is not ranked. Trained
+#: methods on the embedded data close 40% or more; 10% leaves a wide margin on both sides.
+LEARNED_GAIN = 0.10
+#: Mean machine load per core of two methods' runs that differ by more than this: one had at
+#: most about half the machine the other had, so their seconds are not compared.
+LOAD_GAP = 0.5
+
+
+def not_learned_text(f: ConvergenceFinding) -> str:
+    return (
+        f"On {f.dataset}, {f.label} did not learn: its best Recall@1 "
+        f"({fmt_value(f.best.mean)}) against {fmt_value(f.untrained.mean)} untrained (step 0) "
+        f"closed {fmt_pct(f.gain)} of the gap to 1, below the {fmt_pct(LEARNED_GAIN)} a method "
+        "needs to be ranked; its time to target is not compared."
+    )
+
 
 @dataclass(frozen=True)
 class ConvergenceFinding:
@@ -47,8 +75,27 @@ class ConvergenceFinding:
     seconds: Interval
     steps_per_seed: dict[int, float]
     seconds_per_seed: dict[int, float]
+    untrained: Interval = Interval(math.nan, math.nan, math.nan, 0)
+    steps_bounds: tuple[float, float] = (math.nan, math.nan)
+    seconds_bounds: tuple[float, float] = (math.nan, math.nan)
+    load: float = math.nan
+    resolution: float = math.nan
+
+    @property
+    def gain(self) -> float:
+        """The share of the gap between its untrained Recall@1 (step 0) and 1 that its best
+        closed; NaN without a step-0 evaluation."""
+        r0 = self.untrained.mean
+        return (self.best.mean - r0) / (1.0 - r0) if r0 < 1.0 else math.nan
+
+    @property
+    def learned(self) -> bool:
+        """See :data:`LEARNED_GAIN`; a method without a step-0 row is taken to have learned."""
+        return not self.gain < LEARNED_GAIN
 
     def sentence(self) -> str:
+        if not self.learned:
+            return not_learned_text(self)
         return (
             f"On {self.dataset}, {self.label} reached {fmt_pct(self.target_fraction)} of its best "
             f"Recall@1 ({fmt_value(self.best.mean)}) after {fmt_steps(self.steps.mean)} steps "
@@ -68,13 +115,40 @@ class SpeedupFinding:
     target_fraction: float
     steps: Ratio
     seconds: Ratio
+    steps_range: tuple[float, float] = (math.nan, math.nan)
+    resolution: float = math.nan
+    seconds_refused: str = ""
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the evaluation grid tells which method was faster: the range of speed-ups
+        that the grid allows (:func:`grid_range`) lies on one side of 1."""
+        lo, hi = self.steps_range
+        return not lo <= 1.0 <= hi
 
     def sentence(self) -> str:
+        lo, hi = self.steps_range
+        grid = (
+            f"evaluations every {fmt_steps(self.resolution)} steps allow any speed-up from "
+            f"{fmt_ratio(lo)} to {fmt_ratio(hi) if math.isfinite(hi) else 'unbounded'}"
+        )
+        if not self.resolved:
+            return (
+                f"On {self.dataset}, the evaluation schedule cannot tell whether {self.proxy} or "
+                f"{self.pair} reached {fmt_pct(self.target_fraction)} of its best Recall@1 "
+                f"first: {grid}, so no speed-up is claimed (the paper reports "
+                f"{SPEEDUP_CLAIM.text}); evaluate more often (--eval-every) to resolve it."
+            )
+        seconds = (
+            f"in wall-clock seconds not compared ({self.seconds_refused})"
+            if self.seconds_refused
+            else f"{fmt_ratio(self.seconds.value)} in wall-clock seconds "
+            f"({ratio_text(self.seconds)})"
+        )
         return (
             f"On {self.dataset}, {self.proxy} reached {fmt_pct(self.target_fraction)} of its best "
             f"Recall@1 with a speed-up of {fmt_ratio(self.steps.value)} in steps over "
-            f"{self.pair} ({ratio_text(self.steps)}) and {fmt_ratio(self.seconds.value)} in "
-            f"wall-clock seconds ({ratio_text(self.seconds)}); the paper reports "
+            f"{self.pair} ({ratio_text(self.steps)}; {grid}) and {seconds}; the paper reports "
             f"{SPEEDUP_CLAIM.text} ({SPEEDUP_CLAIM.where})."
         )
 
@@ -95,20 +169,29 @@ class DatasetConvergence:
 
     @property
     def answers(self) -> Sequence[Finding]:
-        """What the prose says: the speed-ups, or each method's own time without them."""
-        return self.speedups if self.comparable else self.methods
+        """What the prose says: the speed-ups (or each method's own time without them), and
+        every method that did not learn."""
+        if not self.comparable:
+            return self.methods
+        return [*self.speedups, *(m for m in self.methods if not m.learned)]
 
 
 def convergence_finding(
     curves: pd.DataFrame, label: str, dataset: str, family: str, fraction: float
 ) -> ConvergenceFinding:
-    steps, seconds, best = {}, {}, []
+    steps, seconds, best, untrained = {}, {}, [], []
+    step_bounds, second_bounds, loads = [], [], []
     for _, curve in curves.groupby("run_id"):
         seed = int(curve["seed"].iloc[0])
         recall = curve["recall@1"].to_numpy()
         steps[seed] = first_reaching(curve["step"].to_numpy(), recall, fraction)
         seconds[seed] = first_reaching(curve["elapsed_s"].to_numpy(), recall, fraction)
+        step_bounds.append(reaching_bounds(curve["step"].to_numpy(), recall, fraction))
+        second_bounds.append(reaching_bounds(curve["elapsed_s"].to_numpy(), recall, fraction))
         best.append(float(curve["recall@1"].max()))
+        untrained.extend(curve.loc[curve["step"] == 0, "recall@1"].astype(float).tolist())
+        if "load1" in curve.columns:
+            loads.append(nanmean(curve["load1"].astype(float).tolist()))
     return ConvergenceFinding(
         label=label,
         dataset=dataset,
@@ -119,6 +202,42 @@ def convergence_finding(
         seconds=mean_ci(list(seconds.values()), bounds=NONNEGATIVE),
         steps_per_seed=steps,
         seconds_per_seed=seconds,
+        untrained=mean_ci(untrained, bounds=FRACTION),
+        steps_bounds=_mean_bounds(step_bounds),
+        seconds_bounds=_mean_bounds(second_bounds),
+        load=nanmean(loads),
+        resolution=max(
+            (
+                float(np.diff(np.unique(c["step"])).max())
+                for _, c in curves.groupby("run_id")
+                if c["step"].nunique() > 1
+            ),
+            default=math.nan,
+        ),
+    )
+
+
+def _mean_bounds(bounds: list[tuple[float, float]]) -> tuple[float, float]:
+    return nanmean([b[0] for b in bounds]), nanmean([b[1] for b in bounds])
+
+
+def grid_range(pair: tuple[float, float], proxy: tuple[float, float]) -> tuple[float, float]:
+    """The speed-ups (pair time / proxy time) the evaluation grid allows: each mean time lies
+    between the mean of its runs' last evaluation before the target and the first at it."""
+    low = pair[0] / proxy[1] if proxy[1] > 0 else math.nan
+    high = pair[1] / proxy[0] if proxy[0] > 0 else math.inf
+    return low, high
+
+
+def seconds_refusal(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> str:
+    """Why seconds are not compared ("" when they are): runs under different machine loads."""
+    if not (math.isfinite(proxy.load) and math.isfinite(pair.load)):
+        return ""
+    if abs(proxy.load - pair.load) <= LOAD_GAP:
+        return ""
+    return (
+        f"the machine's load per core averaged {fmt_value(proxy.load)} during the "
+        f"{proxy.label} runs and {fmt_value(pair.load)} during the {pair.label} runs"
     )
 
 
@@ -134,6 +253,9 @@ def speedup(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> SpeedupFindi
         seconds=ratio_of_means_ci(
             list(pair.seconds_per_seed.values()), list(proxy.seconds_per_seed.values())
         ),
+        steps_range=grid_range(pair.steps_bounds, proxy.steps_bounds),
+        resolution=max(proxy.resolution, pair.resolution),
+        seconds_refused=seconds_refusal(proxy, pair),
     )
 
 
@@ -155,11 +277,12 @@ def findings(prep: Prepared, target_fraction: float) -> list[DatasetConvergence]
             )
             for label, group in curves.groupby("label", sort=False)
         ]
+        learned = [m for m in methods if m.learned]
         speedups = [
             speedup(proxy, pair)
-            for proxy in methods
+            for proxy in learned
             if proxy.family == "proxy"
-            for pair in methods
+            for pair in learned
             if pair.family == "pair"
         ]
         out.append(DatasetConvergence(dataset, methods, speedups))
@@ -175,7 +298,12 @@ def intro(target_fraction: float) -> str:
         f"Recall@1, so it is resolved only to the evaluation interval. Speed-up = mean time of "
         f"the pair method / mean time of the proxy method, with a 95% percentile bootstrap "
         f"interval resampling each method's seeds independently (10,000 resamples, generator "
-        f"seed 0)."
+        f"seed 0). Since a time is known only between two evaluations, each speed-up also gives "
+        f"the range the evaluation grid allows, and none is claimed when that range includes "
+        f"1x. A method whose best Recall@1 closed less than {fmt_pct(LEARNED_GAIN)} of the gap "
+        f"between its untrained network (step 0) and 1 did not learn and is not ranked. Seconds "
+        f"depend on the machine's load: runs record it, and seconds are not compared when the "
+        f"two methods' runs saw loads per core more than {fmt_value(LOAD_GAP)} apart."
     )
 
 
@@ -196,11 +324,23 @@ def _figures(out: Section, curves: pd.DataFrame, dataset: str) -> None:
 
 
 def _method_row(f: ConvergenceFinding) -> list[str]:
+    if not f.learned:
+        return [
+            f.label,
+            f.dataset,
+            f.family,
+            str(f.best.n),
+            ci_cell(f.untrained),
+            ci_cell(f.best),
+            "did not learn",
+            "not ranked",
+        ]
     return [
         f.label,
         f.dataset,
         f.family,
         str(f.best.n),
+        ci_cell(f.untrained),
         ci_cell(f.best),
         ci_cell(f.steps, fmt_steps),
         ci_cell(f.seconds, fmt_seconds),
@@ -209,7 +349,12 @@ def _method_row(f: ConvergenceFinding) -> list[str]:
 
 def _speedup_row(s: SpeedupFinding) -> list[str]:
     seeds = f"{s.steps.n_denominator} vs {s.steps.n_numerator}"
-    return [s.proxy, s.pair, s.dataset, seeds, ratio_cell(s.steps), ratio_cell(s.seconds)]
+    lo, hi = s.steps_range
+    grid = f"{fmt_ratio(lo)} to {fmt_ratio(hi) if math.isfinite(hi) else 'unbounded'}"
+    steps = ratio_cell(s.steps) if s.resolved else "not resolved"
+    seconds = "not compared" if s.seconds_refused or not s.resolved else ratio_cell(s.seconds)
+    every = fmt_steps(s.resolution)
+    return [s.proxy, s.pair, s.dataset, seeds, every, grid, steps, seconds]
 
 
 SPEEDUP_HEADER = [
@@ -217,6 +362,8 @@ SPEEDUP_HEADER = [
     "pair method",
     "dataset",
     "seeds (proxy vs pair)",
+    "evaluated every (steps)",
+    "grid allows (steps)",
     "speed-up (steps)",
     "speed-up (seconds)",
 ]
@@ -243,7 +390,7 @@ def section(prep: Prepared, found: list[DatasetConvergence], target_fraction: fl
         )
         return out
     target = fmt_pct(target_fraction)
-    header = ["method", "dataset", "family", "seeds", "best Recall@1"]
+    header = ["method", "dataset", "family", "seeds", "Recall@1 at step 0", "best Recall@1"]
     out.body.append(markdown_table([*header, f"steps to {target}", f"seconds to {target}"], rows))
     speed_rows = [_speedup_row(s) for ds in found for s in ds.speedups]
     if speed_rows:

@@ -1,4 +1,4 @@
-"""RQ3: do proxies keep the order of distances? (PAPER.md, RQ3)
+"""RQ3: do proxies keep the order of distances? (docs/protocol.md, RQ3)
 
 The share of sampled triplets (x, y, z) of the diagnostic batch for which d(x, y) < d(x, z) and
 d(x, p(y)) < d(x, p(z)) agree (``order_agreement``, logged by proxy methods at every

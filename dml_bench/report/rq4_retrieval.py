@@ -1,4 +1,4 @@
-"""RQ4: zero-shot retrieval and clustering on the held-out classes (PAPER.md, RQ4).
+"""RQ4: zero-shot retrieval and clustering on the held-out classes (docs/protocol.md, RQ4).
 
 :func:`findings` gives, per dataset, every method's final test metrics (mean over seeds with a
 t-interval), our values in percent beside the published ones (:mod:`.paper_numbers`), and a
@@ -191,7 +191,7 @@ def paper_table(ds: DatasetRetrieval) -> str:
     ]
     return (
         f"Side by side with the paper on {ds.dataset} (percent; our values are means over seeds; "
-        "'unverified' numbers were quoted by others, see PAPER.md):\n\n"
+        "'unverified' numbers were quoted by others, see docs/protocol.md):\n\n"
         + markdown_table(["method", "source", *ds.metrics], rows)
     )
 

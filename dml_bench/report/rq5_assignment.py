@@ -1,4 +1,4 @@
-"""RQ5: static vs dynamic proxy assignment, and the number of proxies (PAPER.md, RQ5).
+"""RQ5: static vs dynamic proxy assignment, and the number of proxies (docs/protocol.md, RQ5).
 
 Which runs take part, and on which side, comes from the roles their methods declare on their
 spec (``proxy_assignment``, ``proxy_count_field``; see :class:`dml_bench.report.runs.MethodRoles`),

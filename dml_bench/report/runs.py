@@ -202,7 +202,7 @@ def label_order(runs: pd.DataFrame) -> list[str]:
 def headline_labels(runs: pd.DataFrame, roles: Mapping[str, MethodRoles]) -> frozenset[str]:
     """The paper's method as the runs hold it: runs of a static-assignment proxy method with no
     swept method parameter (``proxy_nca``, or a plugin that declares the same role), under the
-    labels they got. The paper's headline set-up is static assignment (PAPER.md, "Paper
+    labels they got. The paper's headline set-up is static assignment (docs/protocol.md, "Paper
     training set-up"); dynamic assignment is RQ5's variation."""
     if runs.empty:
         return frozenset()

@@ -95,6 +95,20 @@ def first_reaching(x: np.ndarray, values: np.ndarray, fraction: float) -> float:
     return float(x[hits[0]])
 
 
+def reaching_bounds(x: np.ndarray, values: np.ndarray, fraction: float) -> tuple[float, float]:
+    """(the last evaluated ``x`` before the target, the first ``x`` at it): the true time to
+    ``fraction`` of the best lies between the two, since nothing is measured in between. The
+    lower bound is the ``x`` of the target itself when the target is met at the first row."""
+    x = np.asarray(x, dtype=float)
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(v) & np.isfinite(x)
+    if not ok.any():
+        return math.nan, math.nan
+    x, v = x[ok], v[ok]
+    hit = int(np.flatnonzero(v >= fraction * float(v.max()))[0])
+    return float(x[max(hit - 1, 0)]), float(x[hit])
+
+
 @dataclass(frozen=True)
 class Ratio:
     """``numerator_mean / denominator_mean`` with a bootstrap percentile interval."""

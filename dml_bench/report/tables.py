@@ -1,7 +1,7 @@
 """The main results table: one row per (method variant, dataset[, sampler]), mean and std.
 
 Rows are split by sampler only when runs of the same variant on the same dataset used different
-samplers (PAPER.md, "Batch composition": the sampler can invert the convergence comparison, so
+samplers (docs/protocol.md, "Batch composition": the sampler can invert the convergence comparison, so
 such runs must not be averaged together). Final metrics are the last row of each run's
 metrics.csv. Standard deviations are sample standard deviations (ddof=1; NaN for one seed).
 """

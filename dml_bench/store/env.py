@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -84,3 +85,13 @@ def environment_record(
         "dataset_origin": dataset_origin or {"distribution": "built-in", "version": ""},
         **device_record(device),
     }
+
+
+def machine_load() -> float | None:
+    """The machine's 1-minute load average per CPU core (``os.getloadavg``; None where the
+    platform has none): how busy the machine was around a run's evaluation, others' work
+    included. Recorded beside the wall clock, which depends on it."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None

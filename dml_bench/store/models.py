@@ -5,7 +5,7 @@ A completed run keeps (unless ``--no-keep``):
 - ``model_final.safetensors``: the network's state dict after the last step (safetensors: plain
   tensors, no pickle, read by ``safetensors.torch.load_file``);
 - ``model_best.safetensors``: with validation classes (``--val-classes``), the state dict at the
-  evaluation with the best validation Recall@1 (PAPER.md: model selection never looks at the test
+  evaluation with the best validation Recall@1 (docs/protocol.md: model selection never looks at the test
   classes);
 - ``model.json``: what the tensors are: the trunk's name, how to build it with torch/torchvision
   alone, the embedding head, and the input the network expects (size, normalisation);

@@ -38,7 +38,9 @@ REQUIRED_FILES = (CONFIG_FILE, STATUS_FILE, METRICS_FILE, SUMMARY_FILE)
 
 #: metrics.csv columns that describe the row rather than measure the embedding. ``step`` is the
 #: key of a row; every other column is a metric (``recall@K``, ``nmi``, ``val_*``, diagnostics).
-BOOKKEEPING_COLUMNS = ("step", "epoch", "elapsed_s", "eval_s", "train_loss")
+#: ``cpu_s`` (process CPU seconds over the training time) and ``load1`` (the machine's 1-minute
+#: load average per core at the evaluation) say what conditions ``elapsed_s`` was measured under.
+BOOKKEEPING_COLUMNS = ("step", "epoch", "elapsed_s", "cpu_s", "load1", "eval_s", "train_loss")
 
 Status = Literal["running", "completed", "interrupted", "failed"]
 Family = Literal["proxy", "pair"]

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +29,7 @@ from torch import nn
 from dml_bench.errors import RunFailedError
 from dml_bench.methods import METHODS, Method, build_method
 from dml_bench.models import Embedder, build_embedder
+from dml_bench.store.env import machine_load
 from dml_bench.store.records import RETRIEVALS_FILE
 from dml_bench.store.write import RunFolder
 from dml_bench.track import start_trackers
@@ -74,17 +75,15 @@ ProgressFactory = Callable[..., ProgressBar]
 
 
 class _NoProgress:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-    def update(self, n: int = 1) -> None:
-        pass
+    def update(self, n: int = 1) -> None: ...
 
-    def set_postfix(self, ordered_dict: dict[str, Any] | None = None, refresh: bool = True) -> None:
-        pass
+    def set_postfix(
+        self, ordered_dict: dict[str, Any] | None = None, refresh: bool = True
+    ) -> None: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -93,18 +92,13 @@ class RunState:
 
     step: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # process CPU seconds over the spans of elapsed_s (records.py)
     rows: list[dict[str, Any]] = field(default_factory=list)
     loss_sum: float = 0.0
     loss_count: int = 0
 
     def checkpoint_fields(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "elapsed_s": self.elapsed_s,
-            "rows": self.rows,
-            "loss_sum": self.loss_sum,
-            "loss_count": self.loss_count,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -126,7 +120,7 @@ class RunResult:
 
 def build_optimizer(model: nn.Module, method: Method, config: RunConfig) -> torch.optim.Optimizer:
     """One optimiser, two parameter groups: the network, and the loss's own parameters (proxies)
-    at ``method_config.loss_lr`` (PAPER.md: proxies need their own, larger learning rate)."""
+    at ``method_config.loss_lr`` (docs/protocol.md: proxies need their own, larger learning rate)."""
     groups: list[dict[str, Any]] = [
         {
             "params": [p for p in model.parameters() if p.requires_grad],
@@ -308,7 +302,7 @@ class _Trainer:
         self.ctx = ctx
         self.config, self.folder = ctx.config, ctx.folder
         self.window: list[torch.Tensor] = []
-        self.tick = time.perf_counter()
+        self.start_clock()
         self.restore()
         self.trackers = start_trackers(ctx.config, ctx.folder)
         self.bar = ctx.progress(
@@ -373,7 +367,7 @@ class _Trainer:
         if state.step >= config.steps:
             return
         ctx.model.train()
-        self.tick = time.perf_counter()
+        self.start_clock()
         needs = ctx.method.batch_needs
         for images, labels in batches(ctx.data, ctx.plan, config, state.step, ctx.device):
             needs.check_labels(labels, ctx.method.name)
@@ -392,12 +386,12 @@ class _Trainer:
                 self.stop_clock()
                 self.evaluate(stop)
                 ctx.model.train()
-                self.tick = time.perf_counter()
+                self.start_clock()
             if at_checkpoint:
                 self.stop_clock()
                 self.checkpoint()
                 self.folder.write_status("running", state.step)
-                self.tick = time.perf_counter()
+                self.start_clock()
             if stop.requested:
                 raise KeyboardInterrupt
 
@@ -407,9 +401,13 @@ class _Trainer:
     def is_checkpoint_step(self, step: int) -> bool:
         return step % self.config.checkpoint_every == 0 and step < self.config.steps
 
+    def start_clock(self) -> None:
+        self.tick, self.cpu_tick = time.perf_counter(), time.process_time()
+
     def stop_clock(self) -> None:
         self.state.elapsed_s += time.perf_counter() - self.tick
-        self.tick = time.perf_counter()
+        self.state.cpu_s += time.process_time() - self.cpu_tick
+        self.start_clock()
 
     def flush_losses(self, check: bool) -> None:
         """Move the losses of the last few steps to the host: one sync per few steps, not per step."""
@@ -473,6 +471,8 @@ def evaluation_row(ctx: RunContext, stop: StopFlag | None = None) -> dict[str, A
         "step": state.step,
         "epoch": state.step * config.batch_size / len(data.train),
         "elapsed_s": state.elapsed_s,
+        "cpu_s": state.cpu_s,
+        "load1": machine_load(),
         "train_loss": state.loss_sum / state.loss_count if state.loss_count else None,
     }
     ks = data.spec.recall_ks

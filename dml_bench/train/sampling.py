@@ -4,7 +4,7 @@ Each epoch's batch list is generated from a generator seeded by ``(seed, epoch)`
 any step can be rebuilt after a crash without saving sampler state: resuming at step ``s`` means
 asking for batches from ``s`` on. Methods that need positives in a batch get
 pytorch-metric-learning's ``MPerClassSampler`` (m images of each of batch_size / m classes);
-the others get plain random batches, as the paper trains Proxy-NCA (PAPER.md, "Batch composition").
+the others get plain random batches, as the paper trains Proxy-NCA (docs/protocol.md, "Batch composition").
 """
 
 from __future__ import annotations

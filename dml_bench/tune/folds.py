@@ -1,6 +1,6 @@
 """Class-disjoint validation folds carved out of the *train* classes.
 
-The zero-shot protocol (PAPER.md; Musgrave et al. 2020, Sec. 3.1) forbids any decision that looks
+The zero-shot protocol (docs/protocol.md; Musgrave et al. 2020, Sec. 3.1) forbids any decision that looks
 at the test classes: hyperparameters are chosen on validation classes taken from the train
 classes. The train classes are partitioned, by a seeded permutation, into ``K`` parts of (nearly)
 equal size; fold ``k`` validates on part ``k`` and trains on the others. The test split is never

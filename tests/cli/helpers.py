@@ -67,7 +67,7 @@ TINY_ARGS: tuple[str, ...] = (
 )
 
 #: metrics.csv columns that measure time, not the embedding: they differ between identical runs.
-TIMING_COLUMNS = frozenset({"elapsed_s", "eval_s"})
+TIMING_COLUMNS = frozenset({"elapsed_s", "cpu_s", "load1", "eval_s"})
 
 DML_BENCH = Path(sys.executable).parent / "dml-bench"
 

@@ -187,7 +187,7 @@ def test_cli_prepare_then_run_gives_the_same_metrics_as_decoding(
         assert (len(caches) == 2) == ("--no-prepared" not in flags)
         lines = (run_dir / "metrics.csv").read_text().splitlines()
         header = lines[0].split(",")
-        timing = {header.index(c) for c in ("elapsed_s", "eval_s")}
+        timing = {header.index(c) for c in ("elapsed_s", "cpu_s", "load1", "eval_s")}
         return [",".join(v for i, v in enumerate(r.split(",")) if i not in timing) for r in lines]
 
     assert run(tmp_path / "cached") == run(tmp_path / "decoded", "--no-prepared")

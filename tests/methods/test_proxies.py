@@ -46,7 +46,7 @@ def _brute_force(
     denominator: str,
     eps: float,
 ) -> list[float]:
-    """The cross entropy of PAPER.md's NCA, one row at a time, with plain Python sums."""
+    """The cross entropy of docs/protocol.md's NCA, one row at a time, with plain Python sums."""
     out = []
     for i in range(logits.shape[0]):
         row = logits[i].tolist()

@@ -35,6 +35,8 @@ def _leaves(obj: object) -> list[object]:
         return [x for f in dataclasses.fields(obj) for x in _leaves(getattr(obj, f.name))]
     if isinstance(obj, dict):
         return [x for v in obj.values() for x in _leaves(v)]
+    if isinstance(obj, (tuple, list)):
+        return [x for v in obj for x in _leaves(v)]
     return [obj]
 
 

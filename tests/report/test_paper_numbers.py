@@ -1,4 +1,4 @@
-"""The paper's numbers as data: each figure against PAPER.md, with its verification mark."""
+"""The paper's numbers as data: each figure against docs/protocol.md, with its verification mark."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_proxy_nca_figures_are_the_papers_and_marked_verified() -> None:
 
 
 def test_quoted_figures_are_marked_unverified() -> None:
-    """PAPER.md: the baselines (Song et al.'s numbers) and the Reality Check are unverified."""
+    """docs/protocol.md: the baselines (Song et al.'s numbers) and the Reality Check are unverified."""
     for f in PAPER_FIGURES:
         if f.method != "Proxy-NCA":
             assert not f.verified and f.source_label.endswith("(unverified)"), f

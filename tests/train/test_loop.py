@@ -4,6 +4,7 @@ import csv
 import importlib.metadata
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,18 @@ def test_curve_starts_untrained_and_has_a_row_per_evaluation(proxy_run: Path) ->
     assert elapsed[0] == 0.0 and elapsed == sorted(elapsed)
     for r in rows:
         assert 0.0 <= float(r["recall@1"]) <= float(r["recall@2"]) <= float(r["recall@8"]) <= 1.0
+
+
+def test_each_evaluation_records_cpu_time_and_machine_load(proxy_run: Path) -> None:
+    """Wall-clock seconds depend on the machine's load; each row says what the run had: process
+    CPU seconds over the training time and the load average per core (a1469a8 recorded
+    neither, so a seconds comparison under load could not be told from one on an idle machine)."""
+    rows = read_rows(proxy_run)
+    cpu = [float(r["cpu_s"]) for r in rows]
+    assert cpu[0] == 0.0 and cpu == sorted(cpu) and cpu[-1] > 0.0
+    load = [float(r["load1"]) for r in rows]
+    expected = os.getloadavg()[0] / (os.cpu_count() or 1)
+    assert all(x >= 0.0 for x in load) and abs(load[-1] - expected) < 2.0
 
 
 def test_proxy_runs_record_the_rq1_and_rq3_diagnostics(proxy_run: Path) -> None:
