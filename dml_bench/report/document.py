@@ -6,6 +6,7 @@ The report only reads run folders; everything it writes goes to ``out_dir`` (by 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,8 @@ from dml_bench.report import plots, tables, tuning
 from dml_bench.report.questions import all_sections
 from dml_bench.report.runs import prepare
 from dml_bench.report.section import Section
-from dml_bench.report.text import file_name
+from dml_bench.report.stats import Interval, Ratio
+from dml_bench.report.text import AGREED_CELL, AGREED_NOTE, ONE_SEED_NOTE, agreed, file_name
 from dml_bench.store.clean import NEVER_TRAINED
 from dml_bench.store.read import RunTable, load_runs
 
@@ -127,6 +129,37 @@ def _skipped_text(all_skipped: list[tuple[str, str]], limit: int | None) -> str:
     return "\n".join(lines)
 
 
+def _intervals(obj: object) -> list[Interval | Ratio]:
+    if isinstance(obj, (Interval, Ratio)):
+        return [obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [i for f in dataclasses.fields(obj) for i in _intervals(getattr(obj, f.name))]
+    if isinstance(obj, (list, tuple)):
+        return [i for x in obj for i in _intervals(x)]
+    if isinstance(obj, dict):
+        return [i for x in obj.values() for i in _intervals(x)]
+    return []
+
+
+def section_notes(section: Section) -> list[str]:
+    """What the section's cells leave unsaid, once: one seed, or seeds that agreed exactly."""
+    found = [i for f in section.findings for i in _intervals(f)]
+    seeds = [n for i in found for n in _seed_counts(i)]
+    notes = []
+    if 1 in seeds:
+        notes.append(ONE_SEED_NOTE)
+    body = "\n".join(section.body)
+    if AGREED_CELL in body or any(isinstance(i, Interval) and agreed(i) for i in found):
+        notes.append(AGREED_NOTE)
+    return notes
+
+
+def _seed_counts(found: Interval | Ratio) -> list[int]:
+    if isinstance(found, Interval):
+        return [found.n]
+    return [found.n_numerator, found.n_denominator]
+
+
 def render_document(
     run_table: RunTable, main: pd.DataFrame, sections: list[Section], target_fraction: float
 ) -> str:
@@ -148,6 +181,7 @@ def render_document(
     for section in sections:
         parts.append(f"## {section.title}")
         parts.extend(section.body)
+        parts.extend(section_notes(section))
         parts.extend(f"![{name}]({file_name(name)}.png)" for name in section.figures)
     if run_table.skipped:
         parts.append("## Skipped runs")

@@ -231,6 +231,18 @@ class RetrievalBlock:
     neighbor_images: np.ndarray  # (Q, K, H, W, C) uint8
     query_labels: np.ndarray  # (Q,)
     neighbor_labels: np.ndarray  # (Q, K)
+    #: class names as the run recorded them (Q,) and (Q, K); None in older records (then ids)
+    query_classes: np.ndarray | None = None
+    neighbor_classes: np.ndarray | None = None
+
+    def class_of(self, q: int, j: int | None = None) -> str:
+        """The class shown under a query (``j`` None) or its ``j``-th neighbour."""
+        names = self.query_classes if j is None else self.neighbor_classes
+        labels = self.query_labels if j is None else self.neighbor_labels
+        index = (q,) if j is None else (q, j)
+        if names is not None:
+            return str(names[index])
+        return f"class {int(labels[index])}"
 
 
 def retrieval_figure(
@@ -239,7 +251,8 @@ def retrieval_figure(
     """Query images and their top-k neighbours, one row block per method.
 
     A neighbour gets a green frame when it shares the query's class, a red one otherwise; the
-    query gets a black frame. The same seed draws the same queries for every method, so row blocks
+    query gets a black frame. Each image is captioned with its class, so a near-duplicate class
+    (the same character in a look-alike font) can be told from a real error. The same seed draws the same queries for every method, so row blocks
     are directly comparable.
     """
     n_q = max(1, min([n_queries, *(len(b.query_images) for b in blocks)]))
@@ -251,6 +264,7 @@ def retrieval_figure(
         for q in range(n_q):
             row = axes[b * n_q + q]
             _image_cell(row[0], block.query_images[q], "black")
+            row[0].set_xlabel(block.class_of(q), fontsize="x-small")
             row[0].set_ylabel(
                 f"{block.label}\nquery {q + 1}",
                 fontsize="small",
@@ -265,6 +279,7 @@ def retrieval_figure(
                 _image_cell(
                     row[j + 1], block.neighbor_images[q, j], "#1a9e1a" if correct else "#d62728"
                 )
+                row[j + 1].set_xlabel(block.class_of(q, j), fontsize="x-small")
                 if b == 0 and q == 0:
                     row[j + 1].set_title(f"#{j + 1}", fontsize="small")
     if title:

@@ -50,6 +50,8 @@ def _blocks_for_seed(
                 neighbor_images=data["neighbor_images"],
                 query_labels=data["query_labels"],
                 neighbor_labels=data["neighbor_labels"],
+                query_classes=data.get("query_classes"),
+                neighbor_classes=data.get("neighbor_classes"),
             )
         )
     return blocks
@@ -73,7 +75,8 @@ def section(found: list[RetrievalFinding], n_queries: int = 3, top_k: int = 5) -
     out.body.append(
         f"For {n_queries} test queries (drawn by the seed, so the same for every method), the "
         f"top-{top_k} retrievals of each method; green frame: same class as the query, red: "
-        "another class."
+        "another class. Each image is captioned with its class (for glyphs, font:character), "
+        "so a look-alike glyph of another font can be told from a real error."
     )
     for f in found:
         out.figures[f"qualitative_{f.dataset}"] = plots.retrieval_figure(

@@ -85,10 +85,34 @@ FORMATTERS: tuple[Callable[[float], str], ...] = (
 
 # ---------------------------------------------------------------- intervals in prose and cells
 def interval_text(iv: Interval, fmt: Callable[[float], str]) -> str:
-    """'95% CI a to b, 3 seeds' or 'one seed, so no interval'."""
+    """'95% CI a to b, 3 seeds', 'all 3 seeds equal' or 'one seed, so no interval'."""
     if iv.n < 2:
         return "one seed, so no interval"
+    if agreed(iv):
+        return f"all {iv.n} seeds equal, so no spread to build an interval from"
     return f"{fmt_confidence(iv.confidence)} CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds"
+
+
+def agreed(iv: Interval) -> bool:
+    """Seeds that gave exactly the same value: a t-interval has zero width there, which shows
+    no variation at the resolution measured, not certainty (see :data:`AGREED_NOTE`)."""
+    return iv.n >= 2 and math.isfinite(iv.low) and iv.low == iv.high
+
+
+#: The mark of a zero-width interval in a table cell.
+AGREED_CELL = "(seeds equal)"
+#: Said once per section that has a zero-width interval.
+AGREED_NOTE = (
+    "*Seeds equal*: every seed gave exactly the same value, so a t-interval has zero width. That "
+    "is not certainty: the interval needs variation between seeds to say anything, and values "
+    "measured on a grid (steps to a target are multiples of the evaluation interval) agree "
+    "whenever the seeds fall between the same two evaluations."
+)
+#: Said once per section whose tables show a value of one seed (the cells carry no mark).
+ONE_SEED_NOTE = (
+    "*One seed*: values of a method with one seed (the `seeds` column) have no interval; "
+    "an interval needs at least two seeds."
+)
 
 
 def ratio_text(r: Ratio) -> str:
@@ -102,10 +126,14 @@ def ratio_text(r: Ratio) -> str:
 
 
 def ci_cell(iv: Interval, fmt: Callable[[float], str] = fmt_value) -> str:
+    """``mean [low, high]``; the mean alone for one seed (said once per section, see
+    :data:`ONE_SEED_NOTE`); ``mean (seeds equal)`` for a zero-width interval."""
     if iv.n == 0:
         return "-"
     if iv.n < 2:
-        return f"{fmt(iv.mean)} (1 seed)"
+        return fmt(iv.mean)
+    if agreed(iv):
+        return f"{fmt(iv.mean)} {AGREED_CELL}"
     return f"{fmt(iv.mean)} [{fmt(iv.low)}, {fmt(iv.high)}]"
 
 

@@ -134,6 +134,14 @@ def compute_diagnostics(
     return method.diagnose(batch)
 
 
+def class_names(dataset: DMLDataset, labels: np.ndarray) -> np.ndarray:
+    """The class name of each label (a Hershey glyph's ``font:character``), so the figure can
+    tell a look-alike class from a real error; a plain unicode array (no pickle needed)."""
+    names = [str(c) for c in dataset.classes]
+    flat = [names[i] if 0 <= i < len(names) else str(i) for i in labels.reshape(-1).tolist()]
+    return np.array(flat, dtype=str).reshape(labels.shape)
+
+
 def retrieval_examples(
     embeddings: torch.Tensor, labels: torch.Tensor, dataset: DMLDataset, config: RunConfig
 ) -> dict[str, np.ndarray] | None:
@@ -153,6 +161,8 @@ def retrieval_examples(
         "query_indices": queries,
         "query_labels": labels_np[queries],
         "neighbor_labels": labels_np[rows],
+        "query_classes": class_names(dataset, labels_np[queries]),
+        "neighbor_classes": class_names(dataset, labels_np[rows]),
         "query_images": np.stack([thumb(int(i)) for i in queries]),
         "neighbor_images": np.stack([np.stack([thumb(int(j)) for j in row]) for row in rows]),
     }

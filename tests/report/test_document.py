@@ -69,3 +69,17 @@ def test_empty_dir_and_only_unfinished_runs_are_user_errors(results, make_run, t
     make_run(method="proxy_nca", status="running", columns={"recall@1": [0.1]})
     with pytest.raises(UserError, match="status running"):
         make_report(results, tmp_path / "o")
+
+
+def test_one_seed_and_equal_seeds_are_said_once_per_section(results, make_run) -> None:  # type: ignore[no-untyped-def]
+    """a1469a8 wrote "(1 seed)" in every cell and "250 [250, 250]" for seeds that agreed; now
+    cells carry no mark for one seed, and each note stands once in a section that needs it."""
+    for method, seeds in (("proxy_nca", (0,)), ("triplet_semihard", (0, 1, 2))):
+        for seed in seeds:
+            make_run(method=method, seed=seed, columns={"recall@1": [0.1, 0.5, 0.6]})
+    report = (make_report(results, results / "report").files[-1]).read_text()
+    assert "(1 seed)" not in report and "[200, 200]" not in report
+    rq4 = report.split("## RQ4")[1].split("\n## ")[0]
+    assert rq4.count("*One seed*") == 1
+    rq2 = report.split("## RQ2")[1].split("\n## ")[0]
+    assert rq2.count("*Seeds equal*") == 1 and "(seeds equal)" in rq2

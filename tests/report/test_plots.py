@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,24 @@ def test_retrieval_figure_frames_correct_neighbours_green(tmp_path: Path) -> Non
     assert colors == [green, green, red]
     path = plots.save_figure(fig, tmp_path / "q.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_retrieval_figure_captions_each_image_with_its_class() -> None:
+    """At a1469a8 a look-alike glyph of another font was a red frame with no class shown."""
+    named = plots.RetrievalBlock(
+        label="proxy_nca",
+        query_images=np.zeros((1, 8, 8, 3), np.uint8),
+        neighbor_images=np.zeros((1, 2, 8, 8, 3), np.uint8),
+        query_labels=np.array([0]),
+        neighbor_labels=np.array([[0, 5]]),
+        query_classes=np.array(["rowmans:A"]),
+        neighbor_classes=np.array([["rowmans:A", "rowmand:A"]]),
+    )
+    fig = plots.retrieval_figure([named], n_queries=1, top_k=2)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["rowmans:A", "rowmans:A", "rowmand:A"]
+    unnamed = dataclasses.replace(named, query_classes=None, neighbor_classes=None)
+    fig = plots.retrieval_figure([unnamed], n_queries=1, top_k=2)  # records without names
+    assert [ax.get_xlabel() for ax in fig.axes] == ["class 0", "class 0", "class 5"]
 
 
 def test_curve_band_is_clipped_to_the_bounds_of_its_quantity() -> None:

@@ -43,10 +43,20 @@ def test_interval_cells_and_prose() -> None:
     one = Interval(mean=0.5, low=math.nan, high=math.nan, n=1, confidence=0.95)
     none = Interval(mean=math.nan, low=math.nan, high=math.nan, n=0, confidence=0.95)
     assert text.ci_cell(three) == "0.500 [0.400, 0.600]"
-    assert text.ci_cell(one, text.fmt_pct) == "50.0% (1 seed)"
+    assert text.ci_cell(one, text.fmt_pct) == "50.0%"  # one seed: said once per section
     assert text.ci_cell(none) == "-"
     assert text.interval_text(three, text.fmt_value) == "95% CI 0.400 to 0.600, 3 seeds"
     assert text.interval_text(one, text.fmt_value) == "one seed, so no interval"
+
+
+def test_seeds_that_agree_exactly_are_not_shown_as_certainty() -> None:
+    """a1469a8 printed "250 [250, 250]", which reads as certainty."""
+    equal = Interval(mean=250.0, low=250.0, high=250.0, n=3, confidence=0.95)
+    assert text.ci_cell(equal, text.fmt_steps) == "250 (seeds equal)"
+    assert text.interval_text(equal, text.fmt_steps) == (
+        "all 3 seeds equal, so no spread to build an interval from"
+    )
+    assert "not certainty" in text.AGREED_NOTE
 
 
 def test_ratio_cell_and_prose() -> None:

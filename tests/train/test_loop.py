@@ -81,6 +81,12 @@ def test_retrieval_examples_are_consistent(proxy_run: Path) -> None:
     q, k = data["neighbor_labels"].shape
     assert data["query_images"].shape[0] == q and data["neighbor_images"].shape[:2] == (q, k)
     assert data["query_images"].dtype == np.uint8
+    # each retrieved item's class name, read without pickle: the glyph's font:character
+    names = data["neighbor_classes"]
+    assert names.shape == (q, k) and data["query_classes"].shape == (q,)
+    assert all(":" in str(n) for n in names.reshape(-1))
+    same = data["neighbor_labels"] == data["query_labels"][:, None]
+    assert ((names == data["query_classes"][:, None]) == same).all()
 
 
 def test_pair_methods_use_m_per_class_batches(tmp_path: Path, data_root: Path) -> None:
