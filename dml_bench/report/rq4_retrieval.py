@@ -69,6 +69,69 @@ class SignificanceFinding:
 
 
 @dataclass(frozen=True)
+class MetricAnswer:
+    """RQ4's answer for one reference method and one metric: its value, and the pair methods it
+    was significantly above, below, not different from, or not tested against (the tests are
+    in the table beside it). One sentence per metric instead of one per test."""
+
+    reference: str
+    dataset: str
+    metric: str
+    value: Interval
+    above: list[tuple[str, float]]
+    below: list[tuple[str, float]]
+    same: list[tuple[str, float]]
+    untested: list[tuple[str, float]]
+
+    def sentence(self) -> str:
+        def names(items: list[tuple[str, float]]) -> str:
+            return ", ".join(f"{label} ({fmt_value(v)})" for label, v in items)
+
+        parts = [
+            (self.above, "significantly above"),
+            (self.below, "significantly below"),
+            (self.same, "not significantly different from"),
+            (self.untested, "not tested against (too few seeds)"),
+        ]
+        said = "; ".join(f"{words} {names(items)}" for items, words in parts if items)
+        return (
+            f"On {self.dataset}, {self.reference} reached {self.metric} "
+            f"{fmt_value(self.value.mean)} ({interval_text(self.value, fmt_value)}): {said} at "
+            "the 5% level (tests in the table above)."
+        )
+
+
+def metric_answers(tests: Sequence[SignificanceFinding]) -> list[MetricAnswer]:
+    """The tests of each (reference, metric), folded into one :class:`MetricAnswer`."""
+    out: list[MetricAnswer] = []
+    for key in dict.fromkeys((t.reference, t.metric) for t in tests):
+        mine = [t for t in tests if (t.reference, t.metric) == key]
+        buckets: dict[str, list[tuple[str, float]]] = {k: [] for k in ("a", "b", "s", "u")}
+        for t in mine:
+            other = (t.other, t.other_value.mean)
+            if not t.test.done:
+                buckets["u"].append(other)
+            elif t.test.p_value >= 0.05:
+                buckets["s"].append(other)
+            else:
+                buckets["a" if t.test.difference > 0 else "b"].append(other)
+        first = mine[0]
+        out.append(
+            MetricAnswer(
+                first.reference,
+                first.dataset,
+                first.metric,
+                first.reference_value,
+                buckets["a"],
+                buckets["b"],
+                buckets["s"],
+                buckets["u"],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class MethodMetrics:
     """One row of a dataset's table: a method's final metrics over its runs."""
 
@@ -266,9 +329,10 @@ def section(prep: Prepared, found: list[DatasetRetrieval]) -> Section:
     if not found:
         out.body.append("**Cannot be answered from these runs:** no run logged test metrics.")
         return out
+    answers = []
     for ds in found:
         out.body.extend(_dataset_body(ds))
-        out.findings.extend(ds.tests)
-    tests = [t for ds in found for t in ds.tests]
-    out.body.extend(answer_lines(tests, lambda f: f.reference, prep.headline_labels))
+        answers.extend(metric_answers(ds.tests))
+    out.findings.extend(answers)
+    out.body.extend(answer_lines(answers, lambda f: f.reference, prep.headline_labels))
     return out

@@ -80,3 +80,26 @@ def test_a_plugin_proxy_method_is_tested_and_answered(benchmark_runs, make_run, 
     assert any("proxy_nca reached recall@1 0.610" in a for a in answers)
     table = next(b for b in section.body if b.startswith("### hershey"))
     assert table_lines(table)[0].startswith("| circle_proxy | 3 |")  # proxy methods first
+
+
+def test_answers_are_one_sentence_per_metric_with_the_tests_in_a_table(prep: Prepared) -> None:
+    """a1469a8 wrote one near-identical paragraph per (reference, baseline, metric) test; now
+    one sentence per metric names each baseline in the bucket its test puts it in."""
+    (ds,) = rq4_retrieval.findings(prep)
+    answers = rq4_retrieval.metric_answers(ds.tests)
+    assert [(a.reference, a.metric) for a in answers] == [
+        ("proxy_nca", "recall@1"),
+        ("proxy_nca", "nmi"),
+    ]
+    for a in answers:
+        tests = [t for t in ds.tests if t.metric == a.metric]
+        expected_above = [
+            (t.other, t.other_value.mean)
+            for t in tests
+            if t.test.done and t.test.p_value < 0.05 and t.test.difference > 0
+        ]
+        assert a.above == expected_above
+        assert len(a.above + a.below + a.same + a.untested) == len(tests)
+        assert_numbers_come_from_fields(a)
+    section = rq4_retrieval.section(prep, [ds])
+    assert sum(b.startswith("**Answer.**") for b in section.body) == len(answers)
