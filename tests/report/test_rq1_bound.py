@@ -51,7 +51,7 @@ def test_section_renders_one_row_per_finding(prep: Prepared) -> None:
     table = next(b for b in section.body if b.startswith("| method"))
     rows = table_lines(table)
     assert len(rows) == 2
-    assert rows[0].startswith("| proxy_nca | hershey | NCA | 3 | 100.0% [100.0%, 100.0%] | ")
+    assert rows[0].startswith("| proxy_nca | hershey | NCA | 3 | 100.0% (seeds equal) | ")
     assert rows[1].startswith("| proxy_nca | hershey | triplet | 3 | n/a | n/a | n/a | n/a | ")
     assert section.findings == found
 
