@@ -172,7 +172,9 @@ def run_worker(
                 f"under {plan.results_dir / TUNING_FOLDER / plan.group}; narrow the search space "
                 "or lower the learning rate range."
             )
-        open_methods = [m for m, c in now.items() if c.occupied < limit]
+        # A queued (WAITING) trial holds a place but needs a worker to run it: a retry of a
+        # trial whose worker died is queued, and nobody else would ever pick it up.
+        open_methods = [m for m, c in now.items() if c.occupied < limit or c.waiting]
         if not open_methods:
             time.sleep(POLL_S)
             continue
