@@ -238,24 +238,39 @@ INTRO = (
 )
 
 
+def paper_columns(ds: DatasetRetrieval) -> list[str]:
+    """Our metrics and the published ones, in the report's reading order (:func:`eval_metrics`)."""
+    return eval_metrics(dict.fromkeys([*ds.metrics, *(k for p in ds.paper for k in p.values)]))
+
+
 def paper_table(ds: DatasetRetrieval) -> str:
-    """Our numbers (in percent) beside the published ones, for the paper's datasets."""
+    """Our numbers (in percent) beside the published ones, for the paper's datasets.
+
+    A row without a metric (ours not logged, or not published) has a blank cell, never a zero.
+    Below the table: where each published row was read."""
     if not ds.paper:
         return ""
+    columns = paper_columns(ds)
     rows = [
         [m.label, f"this benchmark ({m.seeds} seeds)"]
-        + [fmt_percent_points(m.percent[k]) for k in ds.metrics]
+        + [fmt_percent_points(m.percent.get(k, math.nan)) for k in columns]
         for m in ds.methods
     ]
     rows += [
         [p.method, p.source_label]
-        + [f"{p.values[k]:.2f}" if k in p.values else "" for k in ds.metrics]
+        + [fmt_percent_points(p.values.get(k, math.nan)) for k in columns]
         for p in ds.paper
     ]
+    read_in: dict[str, list[str]] = {}
+    for p in ds.paper:
+        read_in.setdefault(p.read_in, []).append(f"{p.method} ({p.source})")
+    where = "\n".join(f"- {', '.join(rows_)}: {place}." for place, rows_ in read_in.items())
     return (
         f"Side by side with the paper on {ds.dataset} (percent; our values are means over seeds; "
-        "'unverified' numbers were quoted by others, see docs/protocol.md):\n\n"
-        + markdown_table(["method", "source", *ds.metrics], rows)
+        "'unverified' numbers were not read in the paper itself, see docs/protocol.md):\n\n"
+        + markdown_table(["method", "source", *columns], rows)
+        + "\n\nWhere the published rows were read:\n\n"
+        + where
     )
 
 

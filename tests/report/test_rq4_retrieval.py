@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from dml_bench.report import rq4_retrieval
+from dml_bench.report.paper_numbers import PaperFigure
 from dml_bench.report.runs import Prepared, prepare
 from dml_bench.store.read import load_runs
 
@@ -44,6 +45,59 @@ def test_shows_paper_numbers_for_paper_datasets(make_run, results) -> None:
     text = "\n".join(rq4_retrieval.section(prep, [ds]).body)
     assert "49.21" in text and "paper (unverified)" in text and "50.50" in text
     assert "triplet_semihard" in text  # the command that would add a baseline
+    # The paper's whole table is shown, though these runs logged Recall@1 only.
+    table = rq4_retrieval.paper_table(ds)
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    cells = {line.split(" | ")[0].strip("| "): _cells(line) for line in table_lines(table)}
+    assert header.split(" | ")[2:7] == ["recall@1", "recall@2", "recall@4", "recall@8", "nmi"]
+    assert cells["proxy_nca"][:6] == ["this benchmark (2 seeds)", "50.50", "", "", "", ""]
+    assert cells["Struct Clust (clustering)"][:6] == [
+        "paper (unverified)",
+        "48.18",
+        "61.44",
+        "71.83",
+        "81.92",
+        "59.23",
+    ]
+    assert cells["Proxy-NCA"][5] == "59.53"
+    assert "Where the published rows were read" in table and "Kumar et al." in table
+    assert "dichotomies/proxy-nca" in table
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a Markdown table row after the first, blanks kept."""
+    return [c.strip() for c in line.strip().strip("|").split("|")][1:]
+
+
+def test_a_row_without_a_metric_shows_a_blank_not_a_zero() -> None:
+    """A published row with only Recall@1 (the paper's SOP baselines) and one of ours without
+    Recall@2: blank cells, and a verified source printed without the mark."""
+    ours = rq4_retrieval.MethodMetrics(
+        label="ours",
+        seeds=1,
+        values={},
+        percent={"recall@1": 61.0, "recall@2": float("nan")},
+    )
+    only_r1 = PaperFigure("sop", "R1 only", "paper", False, {"recall@1": 66.67}, "somewhere")
+    full = PaperFigure("sop", "Full", "table 9", True, {"recall@1": 1.0, "recall@2": 2.0}, "it")
+    ds = rq4_retrieval.DatasetRetrieval(
+        dataset="sop",
+        metrics=["recall@1", "recall@2"],
+        methods=[ours],
+        paper=[only_r1, full],
+        references=[],
+        baselines=[],
+        tests=[],
+    )
+    rows = {
+        line.split(" | ")[0].strip("| "): _cells(line)
+        for line in table_lines(rq4_retrieval.paper_table(ds))
+    }
+    assert rows == {
+        "ours": ["this benchmark (1 seeds)", "61.00", ""],
+        "R1 only": ["paper (unverified)", "66.67", ""],
+        "Full": ["table 9", "1.00", "2.00"],
+    }
 
 
 def test_no_metrics_cannot_answer(make_run, results) -> None:
