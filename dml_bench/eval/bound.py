@@ -3,18 +3,28 @@
 Movshovitz-Attias et al. (ICCV 2017) say: "we show that the proxy-based loss is an upper bound to
 triplet loss and that, empirically, the bound tightness improves as training converges" (Sec. 1),
 and that the proxies approximate the data "so that a triplet loss over the proxies is a tight
-upper bound of the original loss" (abstract). Sec. 4 states it with the proxy approximation error
-``eps = max_x ||x - p(x)||`` and, for NCA, a factor alpha from the norms of embeddings and proxies
-and a ``(1 - alpha) log|Z|`` term (docs/protocol.md, RQ1):
+upper bound of the original loss" (abstract). As docs/protocol.md (RQ1) and issue 12 read Sec. 4
+(its text could not be read here, see below), it states the bound with the proxy approximation
+error ``eps = max_x ||x - p(x)||`` and, for NCA, a factor alpha from the norms of embeddings and
+proxies and a ``(1 - alpha) log|Z|`` term:
 
     L_NCA(x, y, Z) <= alpha L_NCA(x, p(y), p(Z)) + (1 - alpha) log|Z| + c_NCA eps
     L_triplet(x, y, z) <= L_triplet(x, p(y), p(z)) + c_triplet eps
 
-The stored copies of the paper reachable from this project hold its abstract and introduction
-verbatim but not Sec. 4, so its constants could not be read; c = 4 below is the constant that
-the derivation here proves (checked on random unit vectors by a brute force in
-``tests/eval/test_bound.py``). Replace :data:`NCA_EPS_FACTOR` / :data:`TRIPLET_EPS_FACTOR` by the
-paper's if they are smaller and still pass that test.
+Sec. 4 could not be read verbatim here, so the paper's constants could not be read here. The
+stored copies of the paper reachable from this project (ar5iv, arxiv-vanity, deepai, fdocuments)
+hold its abstract and introduction verbatim but not Sec. 4, and no public repository searched
+quotes its statement. The form above is the issue's reading of it (alpha from the norms, a
+``(1 - alpha) log|Z|`` term, a slack that grows with eps), not a quotation. A third-party note on
+the paper's ranking-loss argument (unverified) restates ``eps = max_x d(x, p(x))`` and the step
+``|d(x, y) - d(x, p(y))| <= d(y, p(y)) <= eps``, a triangle inequality, which needs d to be a
+metric there: eps a distance, as below. Whether the paper's alpha, its log term (|Z| or another
+count) and its eps factors equal the ones implemented here (``alpha = 1/s``, ``log n`` with
+``n = |Z|`` for the negatives-only denominator, ``c = 4`` for NCA and for the triplet form) is
+therefore not known. c = 4 is the constant that the derivation here proves (checked on random
+unit vectors by a brute force in ``tests/eval/test_bound.py``). Replace :data:`NCA_EPS_FACTOR` /
+:data:`TRIPLET_EPS_FACTOR` by the paper's once its text is read, if they are smaller and still
+pass that test; if the paper's statement is weaker (larger constants), keep these and say so.
 
 How our quantities map onto the paper's. Embeddings and proxies are L2-normalised and the loss
 multiplies squared distances by the softmax scale s, i.e. it is the paper's loss on vectors of
