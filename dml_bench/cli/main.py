@@ -186,6 +186,12 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
     help="Train each method at the best parameters of its `dml-bench tune` study.",
 )
 @click.option("--study", help="With --tuned: the study to take parameters from.")
+@click.option(
+    "--untuned",
+    is_flag=True,
+    help="Train at the methods' hand-picked defaults, not at the winners of the study the "
+    "dataset ships (docs/tuning/README.md).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
@@ -204,10 +210,19 @@ def run(**options: Any) -> None:
         configs = plan_runs(request)
         if options["study"] and not options["tuned"]:
             raise UserError(f"--study {options['study']} names a tuning study: add --tuned.")
+        if options["tuned"] and options["untuned"]:
+            raise UserError(
+                "--tuned and --untuned contradict each other: --tuned takes the parameters of "
+                "a study under --results-dir, --untuned the hand-picked defaults. Give one."
+            )
         if options["tuned"]:
             from dml_bench.tune.tuned import apply_tuning
 
             configs = apply_tuning(configs, options["results_dir"], options["study"])
+        elif not options["untuned"]:
+            from dml_bench.tune.packaged import apply_packaged
+
+            configs = apply_packaged(configs, request)
     except KeyboardInterrupt:
         click.echo("\nInterrupted before any run started; nothing was written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -389,8 +404,13 @@ def report(results_dir: Path, out: Path | None, fmt: str, target: float) -> None
 
 
 @cli.command()
+@click.option(
+    "--spaces",
+    is_flag=True,
+    help="Under each method, what `dml-bench tune` searches and where each range comes from.",
+)
 @user_errors
-def methods() -> None:
+def methods(spaces: bool) -> None:
     """List the registered methods (built-in and plugins)."""
     from dml_bench.methods import METHODS
 
@@ -408,6 +428,11 @@ def methods() -> None:
             f"{name:<{name_width}}{spec.family:<7}{origins[name]:<{origin_width}}{needs:<16}"
             f"{spec.description}"
         )
+        if spaces:
+            for param in spec.search_space or ():
+                click.echo(f"    {param.describe()} ({param.scope}; {param.citation})")
+            if not spec.search_space:
+                click.echo("    no search space: cannot be tuned")
 
 
 @cli.command()

@@ -132,6 +132,8 @@ class DatasetSpec(Generic[D]):
     (docs/protocol.md: resize 256, random crop 227, flip); ``"tensor"`` datasets yield ready tensors of
     ``channels`` x ``image_size`` x ``image_size`` and ignore ``transform`` when it is ``None``.
     ``recall_ks``: the K of Recall@K that papers report for this dataset.
+    ``tuned_defaults``: the record (``study.json``) of a ``dml-bench tune`` study whose winners are
+    the dataset's defaults in ``dml-bench run`` (:mod:`dml_bench.tune.packaged`), or ``None``.
     """
 
     name: str
@@ -143,6 +145,7 @@ class DatasetSpec(Generic[D]):
     input_kind: Literal["photo", "tensor"] = "photo"
     channels: int = 3
     recall_ks: tuple[int, ...] = (1, 2, 4, 8)
+    tuned_defaults: Path | None = None
 
     def __post_init__(self) -> None:
         validate_dataset_spec(self)
@@ -180,6 +183,9 @@ def validate_dataset_spec(spec: Any) -> None:
         and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks)
     ):
         problems.append(f"recall_ks must be a non-empty tuple of positive integers, got {ks!r}")
+    tuned = getattr(spec, "tuned_defaults", None)
+    if tuned is not None and not isinstance(tuned, Path):
+        problems.append(f"tuned_defaults must be a pathlib.Path or None, got {tuned!r}")
     if problems:
         raise PluginError(f"Invalid dataset spec {name!r}: " + "; ".join(problems) + ".")
 

@@ -39,6 +39,13 @@ class SearchParam:
     citation: str = ""
     scope: Scope = "method"
 
+    def describe(self) -> str:
+        """``scale: float in [1, 16], log scale`` (what ``dml-bench methods --spaces`` prints)."""
+        if self.kind == "categorical":
+            return f"{self.name}: one of {', '.join(map(str, self.choices))}"
+        scale = ", log scale" if self.log else ""
+        return f"{self.name}: {self.kind} in [{self.low:g}, {self.high:g}]{scale}"
+
     def contains(self, value: Any) -> bool:
         if self.kind == "categorical":
             return value in self.choices

@@ -162,6 +162,12 @@ def check_counts(request: TuneRequest) -> None:
         raise ConfigError(f"--heartbeat {request.heartbeat_s}: give at least 1 second.")
 
 
+#: The fields a trial's base sets apart from the run the user asked for (see below).
+TRIAL_ONLY_FIELDS = frozenset(
+    {"val_classes", "checkpoint_every", "diagnostics", "retrieval_queries"}
+)
+
+
 def untuned_trial_base(config: RunConfig, request: TuneRequest) -> RunConfig:
     """The run every trial of a method starts from: no test-time extras (the loop's evaluation
     split is a validation fold), no checkpoints inside a trial (a killed trial is re-run)."""

@@ -87,3 +87,35 @@ def test_help_imports_no_torch() -> None:
 def test_every_command_has_help(command: str) -> None:
     result = CliRunner().invoke(main.cli, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_methods_spaces_lists_each_searched_value_with_its_range_and_citation() -> None:
+    result = CliRunner().invoke(main.cli, ["methods", "--spaces"])
+    assert result.exit_code == 0
+    blocks: dict[str, list[str]] = {}
+    current = ""
+    for line in result.output.splitlines():
+        if line.startswith("    "):
+            blocks[current].append(line.strip())
+        else:
+            current = line.split()[0]
+            blocks[current] = []
+    assert list(blocks) == METHODS.names()
+    for name, lines in blocks.items():
+        space = METHODS.get(name).search_space
+        if not space:
+            assert lines == ["no search space: cannot be tuned"]
+            continue
+        assert len(lines) == len(space)
+        for param, line in zip(space, lines, strict=True):
+            assert line.startswith(param.describe()) and param.citation in line
+
+
+def test_search_param_describe_says_the_range_and_scale() -> None:
+    from dml_bench.methods.space import SearchParam
+
+    assert SearchParam("scale", "float", 1.0, 16.0, log=True).describe() == (
+        "scale: float in [1, 16], log scale"
+    )
+    assert SearchParam("k", "int", 2, 8).describe() == "k: int in [2, 8]"
+    assert SearchParam("m", "categorical", choices=("a", "b")).describe() == "m: one of a, b"

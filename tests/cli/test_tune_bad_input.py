@@ -94,3 +94,48 @@ def test_run_tuned_without_a_study_says_how_to_make_one(tmp_path: Path, data_roo
     assert result.exit_code == 2, describe(result)
     message = one_paragraph(result.output)
     assert "has no finished trial of 'proxy_nca'" in message and "dml-bench tune" in message
+
+
+def test_a_study_name_reused_on_another_dataset_is_refused(
+    existing: Path, data_root: Path, tmp_path: Path
+) -> None:
+    from dml_bench.data.fakes import make_folder_tree
+
+    tree = make_folder_tree(tmp_path / "tree", n_classes=12, per_class=4)
+    before = file_hashes(existing)
+    args = [
+        "tune",
+        "--methods",
+        "proxy_nca",
+        "--trials",
+        "1",
+        "--folds",
+        "3",
+        "--dataset",
+        f"folder:{tree}",
+        "--set",
+        "trunk=small_cnn",
+        "--set",
+        "pretrained=false",
+        "--set",
+        "resize=10",
+        "--set",
+        "crop=8",
+        "--steps",
+        "12",
+        "--batch-size",
+        "16",
+        "--embedding-size",
+        "8",
+        "--no-progress",
+        "--results-dir",
+        str(existing),
+        "--study",
+        "s",
+    ]
+    result = invoke(args, data_root)
+    assert result.exit_code == 2, describe(result)
+    message = one_paragraph(result.output)
+    assert "The study 's'" in message and "exists for dataset hershey, not folder" in message
+    assert "--study NAME" in message
+    assert file_hashes(existing) == before
