@@ -403,96 +403,16 @@ def report(results_dir: Path, out: Path | None, fmt: str, target: float) -> None
     click.echo(result.text)
 
 
-@cli.command()
-@click.option(
-    "--spaces",
-    is_flag=True,
-    help="Under each method, what `dml-bench tune` searches and where each range comes from.",
-)
-@user_errors
-def methods(spaces: bool) -> None:
-    """List the registered methods (built-in and plugins)."""
-    from dml_bench.methods import METHODS
-
-    names = METHODS.names()
-    origins = {name: str(METHODS.origin(name)) for name in names}
-    name_width = max(map(len, names)) + 2
-    origin_width = max(map(len, origins.values())) + 2
-    for name in names:
-        spec = METHODS.get(name)
-        config = spec.default_config()
-        needs = (
-            "random batches" if config.m_per_class is None else f"{config.m_per_class} per class"
-        )
-        click.echo(
-            f"{name:<{name_width}}{spec.family:<7}{origins[name]:<{origin_width}}{needs:<16}"
-            f"{spec.description}"
-        )
-        if spaces:
-            for param in spec.search_space or ():
-                click.echo(f"    {param.describe()} ({param.scope}; {param.citation})")
-            if not spec.search_space:
-                click.echo("    no search space: cannot be tuned")
-
-
-@cli.command()
-@user_errors
-def trunks() -> None:
-    """List the registered trunks (the networks an embedding head is put on)."""
-    from dml_bench.models import TRUNKS
-
-    for name in TRUNKS.names():
-        click.echo(f"{name:<12} {TRUNKS.get(name).description}")
-
-
-@cli.command()
-@click.option("--data-root", envvar="DML_BENCH_DATA_ROOT", type=click.Path(path_type=Path))
-@click.option(
-    "--results-dir",
-    type=click.Path(path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="Results folder whose permissions are checked too (others must not write into it).",
-)
-@user_errors
-def datasets(data_root: Path | None, results_dir: Path) -> None:
-    """List the registered datasets, where each looks for its files, and whether it found them."""
-    from dml_bench.config import field_names
-    from dml_bench.data import DATASETS, default_data_root
-    from dml_bench.data.prepared import list_prepared
-
-    root = data_root or default_data_root()
-    warn_if_shared([("results folder", results_dir)])
-    click.echo(f"data root: {root}")
-    for name in DATASETS.names():
-        spec = DATASETS.get(name)
-        if "path" in field_names(spec.config_cls):
-            click.echo(
-                f"{name:<10} {'-':<8} (your data: --dataset {name}:PATH)\n{'':<10} {spec.description}"
-            )
-            continue
-        try:
-            located = spec.locate(root, spec.make_config({}))
-            where, found = str(located.path), "found" if located.found else "missing"
-        except UserError:
-            where, found = "(needs a path: --dataset " + name + ":PATH)", "-"
-        click.echo(f"{name:<10} {found:<8} {where}\n{'':<10} {spec.description}")
-        for cache in list_prepared(root, name):
-            click.echo(
-                f"{'':<10} prepared: {cache['split']}, resize {cache['resize']}, "
-                f"{cache['images']} images, {cache['bytes'] / 2**30:.2f} GiB ({cache['folder']})"
-            )
-
-
 def _add_commands() -> None:
-    """Commands kept in their own modules; clean, embed and evaluate get the same handling of
-    bad input as the commands here."""
+    """Commands kept in their own modules; they get the same handling of bad input as the
+    commands here."""
     from dml_bench.cli.clean import clean
     from dml_bench.cli.embeddings import embed, evaluate
+    from dml_bench.cli.listing import datasets, methods, trunks
     from dml_bench.cli.tune import tune
 
     cli.add_command(tune)
-    for command in (clean, embed, evaluate):
+    for command in (clean, embed, evaluate, methods, trunks, datasets):
         assert command.callback is not None
         command.callback = user_errors(command.callback)
         cli.add_command(command)

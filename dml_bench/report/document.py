@@ -83,7 +83,7 @@ def make_report(
     for section in sections:
         if section.key in ("rq2", "rq4"):  # the comparisons a tuning budget can change
             section.body.append(note)
-    tuned = tuning.findings(results_dir)
+    tuned = tuning.findings(results_dir, prep.runs)
     if tuned:
         sections.append(tuning.section(tuned))
     for section in sections:

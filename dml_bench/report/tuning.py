@@ -55,11 +55,16 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def findings(results_dir: Path) -> list[TuningFinding]:
+def findings(results_dir: Path, runs: pd.DataFrame | None = None) -> list[TuningFinding]:
+    """The studies under ``results_dir/tuning``, and the packaged studies (a dataset's shipped
+    defaults, :mod:`dml_bench.tune.packaged`) that ``runs`` were trained from."""
     from dml_bench.tune.record import read_studies
 
+    records = read_studies(results_dir)
+    known = {r["group"] for r in records}
+    records += [r for r in packaged_records(runs) if r["group"] not in known]
     out = []
-    for record in read_studies(results_dir):
+    for record in records:
         budget = record.get("budget", {})
         for method, entry in record.get("methods", {}).items():
             counts, best = entry.get("counts", {}), entry.get("best") or {}
@@ -87,6 +92,18 @@ def findings(results_dir: Path) -> list[TuningFinding]:
     return out
 
 
+def packaged_records(runs: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The shipped study records of the datasets whose runs say ``storage: packaged:...``."""
+    if runs is None or runs.empty or "tuning_storage" not in runs:
+        return []
+    from dml_bench.tune.packaged import PACKAGED_PREFIX, packaged_study
+
+    storage = runs["tuning_storage"].fillna("").astype(str)
+    datasets = sorted(set(runs.loc[storage.str.startswith(PACKAGED_PREFIX), "dataset"]))
+    found = [packaged_study(str(d)) for d in datasets]
+    return [record for _, record in filter(None, found)]
+
+
 def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = None) -> Section:
     result = Section("tuning", "Tuning")
     result.body.append(
@@ -94,7 +111,9 @@ def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = No
         "budget (trials, steps per trial, folds) on validation classes carved out of the train "
         "classes (the test classes are never embedded), as the Reality Check prescribes "
         "(Musgrave et al., ECCV 2020). Sampler: seeded TPE; pruner: median of earlier trials at "
-        "the same step. Runs trained with `dml-bench run --tuned` use the best trial's values."
+        "the same step. Runs trained with `dml-bench run --tuned` use the best trial's values; "
+        "so do plain `dml-bench run`s on a dataset that ships a study (its defaults from "
+        "evidence; `--untuned` for the hand-picked ones)."
     )
     rows = [
         [

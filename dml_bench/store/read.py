@@ -188,6 +188,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     tuning: dict[str, Any] = raw_tuning if isinstance(raw_tuning, dict) else {}
     row["tuning_study"] = str(tuning.get("study") or "")
     row["tuning_budget"] = str(tuning.get("budget") or "")
+    row["tuning_storage"] = str(tuning.get("storage") or "")
     for name, value in flat_config(record.method_config).items():
         row[f"cfg.{name}"] = value
     for column in curve.columns:

@@ -121,3 +121,19 @@ def test_an_unreadable_packaged_study_falls_back_with_a_warning(
     assert result.exit_code == 0, describe(result)
     assert "missing.json cannot be read; hand-picked defaults" in result.output
     assert configs(tmp_path / "results")["proxy_nca"].get("tuning") is None
+
+
+def test_the_report_shows_the_shipped_study_it_trained_from(
+    shipping: dict[str, Any], tmp_path: Path, data_root: Path
+) -> None:
+    run(tmp_path, data_root, "--seeds", "0,1")
+    results = tmp_path / "results"
+    result = invoke(["report", "--results-dir", str(results)], data_root)
+    assert result.exit_code == 0, describe(result)
+    report = (results / "report" / "report.md").read_text()
+    tuning = report[report.index("## Tuning") :]
+    best = shipping["methods"]["proxy_nca"]["best"]
+    assert "| shipped | hershey | proxy_nca |" in tuning
+    assert f"{best['value']:.3f} (trial {best['trial']})" in tuning
+    assert (results / "report" / "tuning_history_shipped.png").is_file()
+    assert not (results / "tuning").exists()  # nothing copied into the results directory
