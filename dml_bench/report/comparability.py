@@ -8,11 +8,14 @@ groups exist, what sets them apart, and which methods are therefore never compar
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from dml_bench.report.runs import Group, Prepared
 from dml_bench.report.section import Section
-from dml_bench.report.text import markdown_table
+from dml_bench.report.text import SUGGESTED_PAIR, SUGGESTED_PROXY, markdown_table, run_command
 
 SHARED = (
     "dataset and its parameters, steps, batch size, trunk, embedding size, optimiser and "
@@ -90,3 +93,92 @@ def section(prep: Prepared, found: list[DatasetGroups]) -> Section:
     if prep.repeats:
         out.body.append(repeats_text(prep.repeats))
     return out
+
+
+# ---------------------------------------------------------------- "run this" hints
+#: Datasets named with their path on the command line (``csv:FILE``, ``folder:PATH``).
+PATH_DATASETS = ("csv", "folder")
+#: Key entries that are not run options: the dataset (its own flag) and the tuning budget.
+_NOT_OPTIONS = frozenset({"dataset", "tuning_budget"})
+
+
+def hint(prep: Prepared, methods: str, name: str, extra: str = "--seeds 0,1,2") -> str:
+    """The ``dml-bench run`` command that gives ``methods`` more runs in the comparable group
+    ``name``: the group's dataset and every option of its comparison key that is not the
+    default, so that the new runs land in the same group (a hint without them would plan runs
+    of another set-up, which the report would never compare with these)."""
+    if name not in prep.groups:
+        return run_command(methods, name, extra)
+    group = prep.group(name)
+    return run_command(
+        methods, dataset_argument(group), " ".join([*setup_options(group), extra]).strip()
+    )
+
+
+def both_families_hint(prep: Prepared, name: str) -> str:
+    """:func:`hint` for the paper's method and its usual baseline."""
+    return hint(prep, f"{SUGGESTED_PROXY},{SUGGESTED_PAIR}", name)
+
+
+def dataset_argument(group: Group) -> str:
+    """``--dataset``'s value: ``csv:FILE`` / ``folder:PATH`` for a path dataset, else its name."""
+    path = group.key.get("dataset.path")
+    if group.dataset in PATH_DATASETS and path is not None:
+        return shlex.quote(f"{group.dataset}:{path}")
+    return shlex.quote(group.dataset)
+
+
+def setup_options(group: Group) -> list[str]:
+    """``--set`` options for the entries of the group's key that differ from the defaults a
+    plain command would plan (run options from ``RunConfig``, dataset parameters from the
+    dataset's config class); ``--tuned`` for runs trained at tuned parameters."""
+    run_defaults, data_defaults = _run_defaults(), _dataset_defaults(group.dataset)
+    options = []
+    for name, value in sorted(group.key.items()):
+        if name in _NOT_OPTIONS:
+            continue
+        if name.startswith("dataset."):
+            field = name.removeprefix("dataset.")
+            skip = field == "path" and group.dataset in PATH_DATASETS
+            if skip or (field in data_defaults and _same(value, data_defaults[field])):
+                continue
+        elif name in run_defaults and _same(value, run_defaults[name]):
+            continue
+        options.append(f"--set {shlex.quote(f'{name}={_option_text(value)}')}")
+    if group.key.get("tuning_budget") is not None:
+        options.append("--tuned")
+    return options
+
+
+def _run_defaults() -> dict[str, Any]:
+    from dml_bench.config import to_dict
+    from dml_bench.train.config import RunConfig
+
+    return to_dict(RunConfig())
+
+
+def _dataset_defaults(dataset: str) -> dict[str, Any]:
+    """The dataset's registered parameter defaults; none for a dataset not registered here."""
+    from dml_bench.data import DATASETS
+
+    if dataset not in DATASETS.names():
+        return {}
+    fields = dataclasses.fields(DATASETS.get(dataset).config_cls)
+    return {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(default, (list, tuple)) or isinstance(value, (list, tuple)):
+        return list(value or []) == list(default or [])
+    return bool(value == default)
+
+
+def _option_text(value: Any) -> str:
+    """A recorded value as ``--set`` reads it back (dml_bench.config coerces the text)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_option_text(v) for v in value)
+    return str(value)

@@ -103,27 +103,75 @@ def curve_figure(
     return fig
 
 
-#: (panel title, y label, [(column, line style)]) of the RQ1 figure: solid for the proxy loss
-#: (and eps max), dashed for the data loss (and eps mean).
+LineStyle = Literal["-", "--", ":", "-."]
+
+
+@dataclass(frozen=True)
+class BoundLine:
+    """One quantity of an RQ1 panel: its metrics.csv column, how it is drawn, what it is."""
+
+    column: str
+    style: LineStyle
+    label: str
+    marker: str = ""
+
+
+@dataclass(frozen=True)
+class BoundPanel:
+    """One panel of the RQ1 figure. Panels that compare the two sides of a bound follow the
+    figure's shared convention (:data:`BOUND_STYLES`: solid for the bounding side, dashed for
+    the data loss); the others (``own_legend``) draw other quantities in styles of their own and
+    say so in a legend inside the panel, so that no line style means two things."""
+
+    title: str
+    ylabel: str
+    lines: tuple[BoundLine, ...]
+    own_legend: bool = False
+
+
+def _sides(title: str, bounding: str, data: str, what: str) -> BoundPanel:
+    return BoundPanel(
+        title, "loss", (BoundLine(bounding, "-", what), BoundLine(data, "--", "data loss"))
+    )
+
+
+#: The RQ1 figure's panels, in order.
 BOUND_PANELS = (
-    ("NCA: paper's bound", "loss", (("bound_nca_rhs", "-"), ("bound_nca_data", "--"))),
-    ("NCA: plain check", "loss", (("proxy_nca_loss", "-"), ("data_nca_loss", "--"))),
-    ("Triplet: paper's bound", "loss", (("bound_triplet_rhs", "-"), ("bound_triplet_data", "--"))),
-    ("Slack terms (NCA)", "value", (("bound_nca_log_term", ":"), ("bound_nca_eps_term", "-."))),
-    ("Proxy approximation error", "distance to proxy", (("eps_max", "-"), ("eps_mean", "--"))),
+    _sides("NCA: paper's bound", "bound_nca_rhs", "bound_nca_data", "right-hand side"),
+    _sides("NCA: plain check", "proxy_nca_loss", "data_nca_loss", "proxy loss"),
+    _sides("Triplet: paper's bound", "bound_triplet_rhs", "bound_triplet_data", "right-hand side"),
+    BoundPanel(
+        "Slack terms (NCA)",
+        "value",
+        (
+            BoundLine("bound_nca_log_term", ":", "(1 - alpha) log n"),
+            BoundLine("bound_nca_eps_term", "-.", "c eps"),
+        ),
+        own_legend=True,
+    ),
+    BoundPanel(
+        "Proxy approximation error",
+        "distance to proxy",
+        (
+            BoundLine("eps_max", ":", "eps max (triangles)", "^"),
+            BoundLine("eps_mean", ":", "eps mean (circles)", "o"),
+        ),
+        own_legend=True,
+    ),
 )
 #: Runs recorded before the paper's bound was logged show the plain triplet panel instead.
-PLAIN_TRIPLET_PANEL = (
-    "Triplet: plain check",
-    "loss",
-    (("proxy_triplet_loss", "-"), ("data_triplet_loss", "--")),
+PLAIN_TRIPLET_PANEL = _sides(
+    "Triplet: plain check", "proxy_triplet_loss", "data_triplet_loss", "proxy loss"
 )
-BOUND_STYLES: tuple[tuple[Literal["-", "--", ":", "-."], str], ...] = (
-    ("-", "solid: right-hand side (paper) or proxy loss (plain); eps max"),
-    ("--", "dashed: data loss; eps mean"),
-    (":", "dotted: (1 - alpha) log n"),
-    ("-.", "dash-dot: c eps"),
+#: The shared convention of the panels that compare the two sides of a bound.
+BOUND_STYLES: tuple[tuple[Literal["-", "--"], str], ...] = (
+    ("-", "solid: right-hand side (paper's bound) or proxy loss (plain check)"),
+    ("--", "dashed: data loss"),
 )
+
+
+def _logged(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame.columns and bool(frame[column].notna().any())
 
 
 def bound_figure(curves: pd.DataFrame, title: str) -> Figure:
@@ -132,32 +180,42 @@ def bound_figure(curves: pd.DataFrame, title: str) -> Figure:
 
     The paper's claim is that the proxy loss upper-bounds the data loss, tighter as eps shrinks;
     each panel draws a method's quantities in one colour so the gap is visible. Panels whose
-    columns are absent from every run are left out. One legend below the panels serves all of
-    them (a colour per method, then the two line styles), so that many methods stay readable.
+    columns are absent from every run are left out. One legend below the panels serves the
+    panels that compare two sides (a colour per method, then solid and dashed); the slack and
+    eps panels carry their own legend (see :class:`BoundPanel`).
     """
     from matplotlib.lines import Line2D
 
     candidates = BOUND_PANELS
-    if "bound_triplet_rhs" not in curves.columns or curves["bound_triplet_rhs"].isna().all():
+    if not _logged(curves, "bound_triplet_rhs"):
         candidates = (*BOUND_PANELS[:2], PLAIN_TRIPLET_PANEL, *BOUND_PANELS[3:])
-    panels = [
-        p
-        for p in candidates
-        if any(c in curves.columns and curves[c].notna().any() for c, _ in p[2])
-    ]
+    panels = [p for p in candidates if any(_logged(curves, line.column) for line in p.lines)]
     labels = list(dict.fromkeys(curves["label"]))
     fig, axes = _new_figure(ncols=max(1, len(panels)), width=5.0, height=4.2 + 0.22 * len(labels))
-    for ax, (panel_title, ylabel, columns) in zip(axes, panels, strict=False):
+    for ax, panel in zip(axes, panels, strict=False):
         for i, label in enumerate(labels):
             group = curves[curves["label"] == label]
-            for column, style in columns:
-                if column not in group.columns or not group[column].notna().any():
+            for line in panel.lines:
+                if not _logged(group, line.column):
                     continue
-                summary = mean_curve(group, y=column)
-                ax.plot(summary["x"], summary["mean"], linestyle=style, color=color_for(i))
+                summary = mean_curve(group, y=line.column)
+                ax.plot(
+                    summary["x"],
+                    summary["mean"],
+                    linestyle=line.style,
+                    marker=line.marker or "None",
+                    markersize=4,
+                    color=color_for(i),
+                )
+        if panel.own_legend:
+            own = [
+                Line2D([], [], color="black", linestyle=s.style, marker=s.marker or "None")
+                for s in panel.lines
+            ]
+            ax.legend(own, [s.label for s in panel.lines], fontsize="small", framealpha=0.85)
         ax.set_xlabel("training step")
-        ax.set_ylabel(ylabel)
-        ax.set_title(panel_title)
+        ax.set_ylabel(panel.ylabel)
+        ax.set_title(panel.title)
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=color_for(i), label=label) for i, label in enumerate(labels)]
     handles += [Line2D([], [], color="black", linestyle=s, label=text) for s, text in BOUND_STYLES]
@@ -185,12 +243,17 @@ def sweep_figure(points: Mapping[str, Sequence[SweepPoint]], title: str) -> Figu
     One line per method (static ``proxy_nca``, dynamic ``proxy_nca_dynamic``), error bars are 95%
     t-intervals over seeds (none with one seed). The x axis is logarithmic because sweeps double;
     methods are shifted slightly sideways so that points at the same x do not hide each other.
+    A panel whose points all share one number of proxies is drawn as bars, one per method (see
+    :func:`_single_count_panel`).
     """
     from matplotlib.ticker import FixedLocator, NullLocator
 
     fig, axes = _new_figure(ncols=max(1, len(points)), width=5.0)
     for ax, (metric, metric_points) in zip(axes, points.items(), strict=False):
         methods = list(dict.fromkeys(p.method for p in metric_points))
+        if len({p.proxies_per_class for p in metric_points}) == 1:
+            _single_count_panel(ax, metric, metric_points, methods)
+            continue
         for i, method in enumerate(methods):
             pts = sorted(
                 (p for p in metric_points if p.method == method), key=lambda p: p.proxies_per_class
@@ -220,6 +283,24 @@ def sweep_figure(points: Mapping[str, Sequence[SweepPoint]], title: str) -> Figu
         _legend(ax)
     fig.suptitle(title)
     return fig
+
+
+def _single_count_panel(
+    ax: Any, metric: str, points: Sequence[SweepPoint], methods: Sequence[str]
+) -> None:
+    """One number of proxies for every method: a line against it would be a lone point on an
+    axis with one tick, so each method is a bar (error bar: 95% t-interval, none with one
+    seed) and the title names the one value, which is no sweep."""
+    count = points[0].proxies_per_class
+    for i, method in enumerate(methods):
+        (point,) = [p for p in points if p.method == method][:1]
+        err = point.half_width if math.isfinite(point.half_width) else 0.0
+        ax.bar(i, point.mean, yerr=err, capsize=4, color=color_for(i), label=method)
+    ax.set_xticks(range(len(methods)), list(methods), rotation=20, ha="right")
+    ax.set_xlabel(f"method (all at {count:g} proxies per class)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} at {count:g} proxies per class (one value: no sweep)")
+    ax.grid(alpha=0.3, axis="y")
 
 
 @dataclass(frozen=True)

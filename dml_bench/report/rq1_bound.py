@@ -15,6 +15,7 @@ import pandas as pd
 
 from dml_bench.eval.bound import NCA_EPS_FACTOR, TRIPLET_EPS_FACTOR
 from dml_bench.report import plots
+from dml_bench.report.comparability import hint
 from dml_bench.report.runs import FRACTION, Prepared, has, nanmean, quarters
 from dml_bench.report.section import Section, answer_lines
 from dml_bench.report.stats import Interval, mean_ci
@@ -26,7 +27,7 @@ from dml_bench.report.text import (
     fmt_value,
     interval_text,
     markdown_table,
-    run_command,
+    share_words,
 )
 
 #: The diagnostic losses, as metrics.csv names them (``proxy_<loss>_loss``, ``data_<loss>_loss``).
@@ -44,7 +45,10 @@ class BoundFinding:
     of logged rows where the proxy loss was at least the data loss at the same scale (the plain
     check); ``held_plain_triples``: the same check per triple. The paper's columns are None for
     runs recorded before they were logged. ``gap``: right-hand side minus data loss (the paper's
-    form when logged, else proxy minus data), first and last quarter of training.
+    form when logged, else proxy minus data), first and last quarter of training. ``rows``:
+    logged rows over all runs, ``rows_held_plain`` those where the plain check held;
+    ``rows_paper`` the rows that logged the paper's bound on the batch mean,
+    ``rows_held_paper`` those where it held (the counts behind the words of the sentence).
     """
 
     label: str
@@ -63,6 +67,10 @@ class BoundFinding:
     held_plain_triples: Interval | None = None
     terms_last: dict[str, float] = field(default_factory=dict)
     eps_factor: float = NCA_EPS_FACTOR
+    rows: int = 0
+    rows_held_plain: int = 0
+    rows_paper: int = 0
+    rows_held_paper: int = 0
 
     def sentence(self) -> str:
         trend = gap_trend(self.gap_first, self.gap_last)
@@ -73,8 +81,8 @@ class BoundFinding:
         )
         plain = (
             f"the plain check (proxy {self.loss} loss at least the data {self.loss} loss at the "
-            f"same scale) held on {fmt_pct(self.held_plain.mean)} of logged rows "
-            f"({interval_text(self.held_plain, fmt_pct)})"
+            f"same scale) held {share_words(self.rows_held_plain, self.rows, 'logged rows')} "
+            f"({fmt_pct(self.held_plain.mean)}; {interval_text(self.held_plain, fmt_pct)})"
         )
         if self.held_paper is None or self.held_paper_rows is None:
             return (
@@ -90,7 +98,8 @@ class BoundFinding:
             f"(data loss <= {self.form()} + c eps) held for "
             f"{fmt_pct(self.held_paper.mean)} of the in-batch triples "
             f"({interval_text(self.held_paper, fmt_pct)}){no_eps_text}, and on the batch mean "
-            f"at {fmt_pct(self.held_paper_rows.mean)} of logged rows; {plain}; {movement}"
+            f"{share_words(self.rows_held_paper, self.rows_paper, 'logged rows')} "
+            f"({fmt_pct(self.held_paper_rows.mean)}); {plain}; {movement}"
         )
 
     def form(self) -> str:
@@ -153,6 +162,7 @@ def bound_finding(curves: pd.DataFrame, label: str, dataset: str, loss: str) -> 
     """One method's finding from its runs' curves; ``loss`` is a key of :data:`LOSSES`."""
     proxy_col, data_col = f"proxy_{loss}_loss", f"data_{loss}_loss"
     held, gap_first, gap_last = [], [], []
+    counts = {"rows": 0, "rows_held_plain": 0, "rows_paper": 0, "rows_held_paper": 0}
     paper: dict[str, list[float]] = {}
     eps: dict[str, list[float]] = {
         "max_first": [],
@@ -165,6 +175,7 @@ def bound_finding(curves: pd.DataFrame, label: str, dataset: str, loss: str) -> 
         if rows.empty:
             continue
         held.append(float((rows[proxy_col] >= rows[data_col]).mean()))
+        _count_rows(counts, rows, loss)
         first, last = quarters(rows)
         gap_first.append(float(_gap(first, loss).mean()))
         gap_last.append(float(_gap(last, loss).mean()))
@@ -192,7 +203,21 @@ def bound_finding(curves: pd.DataFrame, label: str, dataset: str, loss: str) -> 
         held_plain_triples=_fraction(paper.get("held_plain", [])),
         terms_last={term: nanmean(paper.get(term, [])) for term in TERMS[loss]},
         eps_factor=NCA_EPS_FACTOR if loss == "nca" else TRIPLET_EPS_FACTOR,
+        **counts,
     )
+
+
+def _count_rows(counts: dict[str, int], rows: pd.DataFrame, loss: str) -> None:
+    """Add one run's logged rows, and those where each check held, to ``counts``."""
+    counts["rows"] += len(rows)
+    counts["rows_held_plain"] += int(
+        (rows[f"proxy_{loss}_loss"] >= rows[f"data_{loss}_loss"]).sum()
+    )
+    column = f"bound_{loss}_held_paper_on_mean"
+    if column in rows.columns:
+        on_mean = rows[column].dropna()
+        counts["rows_paper"] += len(on_mean)
+        counts["rows_held_paper"] += int((on_mean >= 1.0).sum())
 
 
 def _fraction(values: list[float]) -> Interval | None:
@@ -239,6 +264,31 @@ INTRO = (
     "gap = right-hand side - data loss, first and last quarter (proxy - data for runs that did "
     "not log the paper's bound)."
 )
+#: Beside the RQ1 figure: why its NCA losses can be below zero (docs/protocol.md, "Negative
+#: losses").
+NEGATIVE_LOSSES = (
+    "*Negative losses*: the NCA losses follow the paper's denominator, which holds the "
+    "negatives only: L = -log(exp(-s d(x, p(y))) / sum over z != y of exp(-s d(x, p(z)))). "
+    "The ratio inside the log exceeds 1 as soon as the positive is nearer than the soft "
+    "minimum over the negatives, so the loss goes below zero once training works: expected, "
+    'not a bug (docs/protocol.md, "Negative losses"). With `denominator="all"` (a softmax, as '
+    "in pytorch-metric-learning) the positive joins the denominator and the loss stays positive."
+)
+#: The losses the RQ1 figure plots whose NCA form can go below zero.
+NCA_LOSS_COLUMNS = ("proxy_nca_loss", "data_nca_loss", "bound_nca_rhs", "bound_nca_data")
+
+
+def negative_loss_note(curves: pd.DataFrame) -> str:
+    """:data:`NEGATIVE_LOSSES`, and on how many of the plotted rows an NCA loss is negative."""
+    columns = [c for c in NCA_LOSS_COLUMNS if c in curves.columns]
+    rows = curves[columns].dropna(how="all")
+    below = int((rows < 0).any(axis=1).sum())
+    return (
+        f"{NEGATIVE_LOSSES} In these runs an NCA loss in the figure is below zero "
+        f"{share_words(below, len(rows), 'logged rows')}."
+    )
+
+
 HEADER = [
     "method",
     "dataset",
@@ -261,6 +311,11 @@ def _cell(interval: Interval | None) -> str:
     return ci_cell(interval, fmt_pct) if interval is not None else "n/a"
 
 
+def _rows_cell(interval: Interval | None, held: int, total: int) -> str:
+    """A share of logged rows, and the count behind it (the words of the answer use it)."""
+    return "n/a" if interval is None else f"{ci_cell(interval, fmt_pct)} ({held} of {total})"
+
+
 def table_row(f: BoundFinding) -> list[str]:
     return [
         f.label,
@@ -268,10 +323,10 @@ def table_row(f: BoundFinding) -> list[str]:
         f.loss,
         str(f.held_plain.n),
         _cell(f.held_paper),
-        _cell(f.held_paper_rows),
+        _rows_cell(f.held_paper_rows, f.rows_held_paper, f.rows_paper),
         _cell(f.held_paper_no_eps),
         _cell(f.held_plain_triples),
-        ci_cell(f.held_plain, fmt_pct),
+        _rows_cell(f.held_plain, f.rows_held_plain, f.rows),
         *(fmt_value(f.terms_last.get(term, math.nan)) for term in TERMS["nca"]),
         fmt_value(f.gap_first),
         fmt_value(f.gap_last),
@@ -281,7 +336,15 @@ def table_row(f: BoundFinding) -> list[str]:
 
 
 def section(prep: Prepared, found: list[BoundFinding]) -> Section:
-    """The RQ1 part of report.md: a table, a figure per dataset, the answer sentences."""
+    """The RQ1 part of report.md: a table, a figure per dataset, the answer sentences, and
+    beside the figures (which follow the body) why their losses can be negative."""
+    out = _section(prep, found)
+    if out.figures:
+        out.body.append(negative_loss_note(prep.curves))
+    return out
+
+
+def _section(prep: Prepared, found: list[BoundFinding]) -> Section:
     out = Section(
         "rq1", "RQ1: does the proxy loss bound the data loss (the paper's bound)?", body=[INTRO]
     )
@@ -297,7 +360,7 @@ def section(prep: Prepared, found: list[BoundFinding]) -> Section:
         out.body.append(
             "**Cannot be answered from these runs:** no run logged `proxy_nca_loss` and "
             "`data_nca_loss`. Proxy methods log them; run e.g. "
-            f"`{run_command(SUGGESTED_PROXY, dataset)}`."
+            f"`{hint(prep, SUGGESTED_PROXY, dataset)}`."
         )
         return out
     out.findings.extend(found)

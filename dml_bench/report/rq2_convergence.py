@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dml_bench.report import plots
+from dml_bench.report.comparability import both_families_hint
 from dml_bench.report.paper_numbers import SPEEDUP_CLAIM, SPEEDUP_SHORT
 from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, has, nanmean
 from dml_bench.report.section import Finding, Section, answer_lines
@@ -54,6 +55,12 @@ LOAD_GAP = 0.5
 
 
 def not_learned_text(f: ConvergenceFinding) -> str:
+    if f.untrained.mean >= 1.0:
+        return (
+            f"On {f.dataset}, {f.label} did not learn: its untrained network (step 0) already "
+            f"had Recall@1 {fmt_value(f.untrained.mean)}, so there was nothing to improve; its "
+            "time to target is not compared."
+        )
     return (
         f"On {f.dataset}, {f.label} did not learn: its best Recall@1 "
         f"({fmt_value(f.best.mean)}) against {fmt_value(f.untrained.mean)} untrained (step 0) "
@@ -191,7 +198,7 @@ def convergence_finding(
             loads.append(nanmean(curve["load1"].astype(float).tolist()))
     r0, top = mean_ci(untrained).mean, float(np.mean(best))
     return ConvergenceFinding(
-        gain=(top - r0) / (1.0 - r0) if r0 < 1.0 else math.nan,
+        gain=learned_gain(r0, top),
         label=label,
         dataset=dataset,
         family=family,
@@ -214,6 +221,18 @@ def convergence_finding(
             default=math.nan,
         ),
     )
+
+
+def learned_gain(untrained: float, best: float) -> float:
+    """The share of the gap between the untrained Recall@1 and 1 that the best closed (see
+    :data:`LEARNED_GAIN`): NaN without a step-0 evaluation; 0 for a network perfect at step 0,
+    which has nothing to close and so learned nothing (a gain of NaN there would count it as
+    having learned)."""
+    if not math.isfinite(untrained):
+        return math.nan
+    if untrained >= 1.0:
+        return 0.0
+    return (best - untrained) / (1.0 - untrained)
 
 
 def _mean_bounds(bounds: list[tuple[float, float]]) -> tuple[float, float]:
@@ -379,7 +398,7 @@ def section(prep: Prepared, found: list[DatasetConvergence], target_fraction: fl
         if not ds.comparable:
             out.body.append(
                 f"**No speed-up on {ds.dataset}:** it needs both a proxy method and a pair method "
-                f"there; run `{both_families_command(ds.dataset)}`."
+                f"there; run `{both_families_hint(prep, ds.dataset)}`."
             )
     rows = [_method_row(f) for ds in found for f in ds.methods]
     if not rows:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dml_bench.report.comparability import both_families_hint, hint
 from dml_bench.report.paper_numbers import PaperFigure, figures_for
 from dml_bench.report.runs import FRACTION, Prepared, label_order
 from dml_bench.report.section import Section, answer_lines
@@ -22,14 +23,12 @@ from dml_bench.report.stats import Interval, TestResult, compare_seeds, mean_ci
 from dml_bench.report.tables import eval_metrics
 from dml_bench.report.text import (
     SUGGESTED_PROXY,
-    both_families_command,
     ci_cell,
     fmt_p,
     fmt_percent_points,
     fmt_value,
     interval_text,
     markdown_table,
-    run_command,
 )
 
 #: The metrics tested for significance (the paper's headline retrieval and clustering metrics).
@@ -314,7 +313,7 @@ def significance_table(tests: Sequence[SignificanceFinding]) -> str:
     return markdown_table(SIGNIFICANCE_HEADER, rows)
 
 
-def _dataset_body(ds: DatasetRetrieval) -> list[str]:
+def _dataset_body(prep: Prepared, ds: DatasetRetrieval) -> list[str]:
     rows = [
         [m.label, str(m.seeds)] + [ci_cell(m.values[k]) for k in ds.metrics] for m in ds.methods
     ]
@@ -325,13 +324,13 @@ def _dataset_body(ds: DatasetRetrieval) -> list[str]:
     if not ds.references:
         body.append(
             f"No static-assignment proxy method ran with its registered settings on {ds.dataset}, "
-            f"so no significance test; run `{run_command(SUGGESTED_PROXY, ds.dataset)}`."
+            f"so no significance test; run `{hint(prep, SUGGESTED_PROXY, ds.dataset)}`."
         )
         return body
     if not ds.baselines:
         body.append(
             f"No pair-based baseline ran on {ds.dataset}, so Proxy-NCA is not tested against "
-            f"one; run e.g. `{both_families_command(ds.dataset)}`."
+            f"one; run e.g. `{both_families_hint(prep, ds.dataset)}`."
         )
     if ds.tests:
         body.append(significance_table(ds.tests))
@@ -346,7 +345,7 @@ def section(prep: Prepared, found: list[DatasetRetrieval]) -> Section:
         return out
     answers = []
     for ds in found:
-        out.body.extend(_dataset_body(ds))
+        out.body.extend(_dataset_body(prep, ds))
         answers.extend(metric_answers(ds.tests))
     out.findings.extend(answers)
     out.body.extend(answer_lines(answers, lambda f: f.reference, prep.headline_labels))

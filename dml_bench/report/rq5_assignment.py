@@ -16,11 +16,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dml_bench.report import plots
+from dml_bench.report.comparability import hint
 from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, proxy_count, sweep_series
 from dml_bench.report.section import Section, answers
 from dml_bench.report.stats import Interval, mean_ci
 from dml_bench.report.text import (
     SWEEP_COMMAND,
+    SWEEP_METHODS,
+    SWEEP_SETTINGS,
     ci_cell,
     fmt_pct,
     fmt_value,
@@ -228,7 +231,7 @@ def figure(ds: DatasetAssignment) -> Figure:
     return plots.sweep_figure(points, title=f"RQ5: {ds.count_name} on {ds.dataset}")
 
 
-def _dataset_body(ds: DatasetAssignment) -> list[str]:
+def _dataset_body(prep: Prepared, ds: DatasetAssignment) -> list[str]:
     logged = [c for c in COLLAPSE if any(c in r.collapse for r in ds.rows)]
     rows = [
         [r.label, f"{r.count:g}", str(r.seeds)]
@@ -242,7 +245,8 @@ def _dataset_body(ds: DatasetAssignment) -> list[str]:
         body.append(
             f"The sweep over the number of proxies is incomplete on {ds.dataset} (it needs at "
             "least two values for a method of each assignment, static and dynamic, e.g. "
-            f"`proxy_nca` and `proxy_nca_dynamic`); run `{SWEEP_COMMAND} --dataset {ds.dataset}`."
+            f"`proxy_nca` and `proxy_nca_dynamic`); run "
+            f"`{hint(prep, SWEEP_METHODS, ds.dataset, SWEEP_SETTINGS)}`."
         )
     return body
 
@@ -267,7 +271,7 @@ def section(prep: Prepared, found: list[DatasetAssignment]) -> Section:
         return out
     for ds in found:
         out.figures[f"rq5_proxies_{ds.dataset}"] = figure(ds)
-        out.body.extend(_dataset_body(ds))
+        out.body.extend(_dataset_body(prep, ds))
         out.findings.extend(ds.best)
     best = [f for ds in found for f in ds.best]
     out.body.extend(answers(best))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,13 +61,15 @@ class Group:
     (:func:`dml_bench.store.records.comparison_key`: everything but the method and its config).
 
     ``name`` is the dataset's name when all its runs share one key, else the dataset and the key
-    values that set this group apart (``hershey (steps=100)``); ``differs`` holds those values.
+    values that set this group apart (``hershey (steps=100)``); ``differs`` holds those values,
+    ``key`` the whole comparison key its runs share (what a "run this" hint must reproduce).
     """
 
     name: str
     dataset: str
     differs: Mapping[str, Any]
     labels: tuple[str, ...]
+    key: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,11 @@ def comparison_groups(runs: pd.DataFrame) -> list[Group]:
             labels = tuple(dict.fromkeys(label_order(runs.iloc[rows])))
             out.append(
                 Group(
-                    f"{dataset} ({shown})" if shown else str(dataset), str(dataset), differs, labels
+                    f"{dataset} ({shown})" if shown else str(dataset),
+                    str(dataset),
+                    differs,
+                    labels,
+                    key,
                 )
             )
     return out

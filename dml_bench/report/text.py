@@ -19,11 +19,12 @@ SUGGESTED_PROXY = "proxy_nca"
 SUGGESTED_PAIR = "triplet_semihard"
 SUGGESTED_DATASET = "hershey"
 #: A sweep that answers RQ5 (two proxy counts or more for each assignment).
-SWEEP_COMMAND = (
-    "dml-bench run --methods proxy_nca,proxy_nca_dynamic "
+SWEEP_METHODS = "proxy_nca,proxy_nca_dynamic"
+SWEEP_SETTINGS = (
     "--set proxy_nca.proxies_per_class=1,2,4 "
     "--set proxy_nca_dynamic.proxies_per_class=0.5,1,2 --seeds 0,1,2"
 )
+SWEEP_COMMAND = f"dml-bench run --methods {SWEEP_METHODS} {SWEEP_SETTINGS}"
 
 
 # ---------------------------------------------------------------- numbers
@@ -81,6 +82,34 @@ FORMATTERS: tuple[Callable[[float], str], ...] = (
     fmt_p,
     fmt_confidence,
 )
+
+
+# ---------------------------------------------------------------- shares in words
+#: Up to this many, a share in words is the count itself ("on 1 of 2 logged rows"): a word such
+#: as "most" says little when there are only a few.
+SMALL_COUNT = 20
+
+
+def share_words(count: int, total: int, noun: str) -> str:
+    """``count`` of ``total`` items (``noun``, plural) in words that follow the value and the
+    count: "on all 3 logged rows", "on none of the 3 ...", "on 1 of 2 ..." (a small total is
+    said as it is), and for a large one "on most ..." only when more than half, "on half of
+    the ..." for exactly half, "on fewer than half of the ...", each with the count."""
+    if total <= 0:
+        return f"on no {noun} (none logged)"
+    if count == total:
+        return f"on all {total} {noun}" if total > 1 else f"on 1 of 1 {noun}"
+    if count == 0:
+        return f"on none of the {total} {noun}"
+    if total <= SMALL_COUNT:
+        return f"on {count} of {total} {noun}"
+    if 2 * count > total:
+        word = f"most {noun}"
+    elif 2 * count == total:
+        word = f"half of the {noun}"
+    else:
+        word = f"fewer than half of the {noun}"
+    return f"on {word} ({count} of {total})"
 
 
 # ---------------------------------------------------------------- intervals in prose and cells

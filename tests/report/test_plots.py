@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
+from matplotlib.container import ErrorbarContainer
 
 from dml_bench.report import plots
 
@@ -57,6 +58,26 @@ def test_bound_figure_drops_panels_without_data() -> None:
     assert texts == ["proxy_nca", "triplet"] + [text for _, text in plots.BOUND_STYLES]
     proxy_line = fig.axes[0].get_lines()[0]
     assert to_hex(proxy_line.get_color()) == to_hex(legend.get_lines()[0].get_color())
+
+
+def test_bound_figure_eps_panel_has_a_convention_of_its_own() -> None:
+    """Solid and dashed mean the bounding side and the data loss, and only that: a1469a8 drew
+    eps max solid and eps mean dashed, under a shared legend "solid: proxy loss; eps max"."""
+    fig = plots.bound_figure(_curves(), title="t")
+    loss, eps = fig.axes
+    assert {line.get_linestyle() for line in loss.get_lines()} == {"-", "--"}
+    assert not {line.get_linestyle() for line in eps.get_lines()} & {"-", "--"}
+    assert sorted(line.get_marker() for line in eps.get_lines()) == ["^", "^", "o", "o"]
+    assert loss.get_legend() is None
+    own = eps.get_legend()
+    assert own is not None
+    assert [t.get_text() for t in own.get_texts()] == [
+        "eps max (triangles)",
+        "eps mean (circles)",
+    ]
+    assert [h.get_marker() for h in own.legend_handles] == ["^", "o"]  # type: ignore[union-attr]
+    (shared,) = fig.legends
+    assert not any("eps" in t.get_text() for t in shared.get_texts())
 
 
 def test_sweep_figure_one_line_per_method() -> None:
@@ -119,3 +140,22 @@ def test_curve_band_is_clipped_to_the_bounds_of_its_quantity() -> None:
         return min(float(path.vertices[:, 1].min()) for b in bands for path in b.get_paths())
 
     assert lowest(free) < 0.0 and lowest(clipped) == 0.0
+
+
+def test_sweep_figure_with_one_proxy_count_draws_bars() -> None:
+    """Every method at 1 proxy per class: a1469a8 drew lone points on a log axis with one tick;
+    now each method is a bar with its error bar, and the title says there is no sweep."""
+    pts = [
+        plots.SweepPoint("proxy_nca", 1, 0.61, 0.02, 3),
+        plots.SweepPoint("proxy_nca_dynamic", 1, 0.55, float("nan"), 1),
+    ]
+    fig = plots.sweep_figure({"recall@1": pts}, title="t")
+    (ax,) = fig.axes
+    bars = ax.patches
+    assert [b.get_height() for b in bars] == [0.61, 0.55]
+    assert [to_hex(b.get_facecolor()) for b in bars] == [plots.color_for(0), plots.color_for(1)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["proxy_nca", "proxy_nca_dynamic"]
+    assert ax.get_xscale() == "linear"
+    assert "one value: no sweep" in ax.get_title() and "1 proxies per class" in ax.get_title()
+    errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(errorbars) == 2 and all(c.has_yerr for c in errorbars)

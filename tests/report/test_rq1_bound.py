@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from dml_bench.report import rq1_bound
+from dml_bench.report import make_report, rq1_bound
 from dml_bench.report.runs import Prepared, prepare
 from dml_bench.store.read import load_runs
 
@@ -79,3 +81,61 @@ def test_gap_trend_tells_a_sign_change_from_narrowing(
     first: float, last: float, trend: str
 ) -> None:
     assert rq1_bound.gap_trend(first, last) == trend
+
+
+def test_words_follow_the_share_and_the_count(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    """Two logged rows, the proxy loss above the data loss on one: a1469a8 wrote "held on most
+    logged rows" for this 50.0%; the sentence now says the count."""
+    make_run(
+        method="proxy_nca",
+        columns={
+            "recall@1": [0.2, 0.4],
+            "proxy_nca_loss": [1.0, 0.5],
+            "data_nca_loss": [0.8, 0.9],
+        },
+    )
+    prep = prepare(load_runs(results))
+    (nca,) = rq1_bound.findings(prep)
+    assert (nca.rows, nca.rows_held_plain) == (2, 1)
+    sentence = nca.sentence()
+    assert "held on 1 of 2 logged rows (50.0%; one seed" in sentence
+    assert "most" not in sentence
+    assert_numbers_come_from_fields(nca)
+    report = make_report(results, results / "report").files[-1].read_text()
+    assert "on 1 of 2 logged rows" in report and "most logged rows" not in report
+
+
+def test_paper_bound_on_the_batch_mean_is_counted_over_seeds(prep: Prepared) -> None:
+    """conftest: 9 rows per seed, the paper's bound held on the mean on all but seed 2's last."""
+    nca = rq1_bound.findings(prep)[0]
+    assert (nca.rows_paper, nca.rows_held_paper) == (27, 26)
+    assert "on the batch mean on most logged rows (26 of 27)" in nca.sentence()
+
+
+def test_negative_losses_are_explained_beside_the_figure(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    """The paper's negatives-only denominator lets the NCA loss go below zero; a1469a8 plotted
+    such losses without a word. The note cites docs/protocol.md, which explains it too."""
+    make_run(
+        method="proxy_nca",
+        columns={
+            "recall@1": [0.2, 0.4, 0.5],
+            "proxy_nca_loss": [0.5, -0.3, -0.6],
+            "data_nca_loss": [0.8, 0.1, -0.2],
+        },
+    )
+    prep = prepare(load_runs(results))
+    section = rq1_bound.section(prep, rq1_bound.findings(prep))
+    note = section.body[-1]
+    assert note.startswith("*Negative losses*") and "negatives only" in note
+    assert "below zero on 2 of 3 logged rows" in note
+    report = make_report(results, results / "report").files[-1].read_text()
+    assert report.index("*Negative losses*") < report.index("![rq1_bound_hershey]")
+    protocol = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert '"Negative losses"' in note and "**Negative losses.**" in protocol
+    assert "negatives-only denominator" in protocol
+
+
+def test_no_negative_loss_note_without_a_loss_figure(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    make_run(method="triplet_semihard", seed=0, columns={"recall@1": [0.1, 0.4]})
+    prep = prepare(load_runs(results))
+    assert not any("Negative losses" in b for b in rq1_bound.section(prep, []).body)

@@ -128,3 +128,32 @@ def test_seconds_under_different_machine_loads_are_not_compared(make_run, result
     (s,) = ds.speedups
     assert s.resolved and "2.000" in s.seconds_refused and "0.100" in s.seconds_refused
     assert "in wall-clock seconds not compared" in s.sentence()
+
+
+@pytest.mark.parametrize(
+    ("flat", "why"),
+    [
+        ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "nothing to improve"),  # perfect at step 0
+        ([0.60, 0.55, 0.58, 0.60, 0.57, 0.59, 0.60], "closed 0.0% of the gap"),  # best at 0
+    ],
+)
+def test_a_method_at_its_best_at_step_0_did_not_learn(make_run, results, flat, why) -> None:  # type: ignore[no-untyped-def]
+    """A network perfect (or at its best) before training learned nothing: main counted the
+    perfect one as learned (its gain, 0/0, was NaN), a1469a8 ranked both (no rule at all)."""
+    steps = [0, 100, 200, 300, 400, 500, 600]
+    learns = {"recall@1": [0.20, 0.30, 0.40, 0.50, 0.60, 0.65, 0.70]}
+    prep = _two_methods(make_run, results, {"recall@1": flat}, learns, steps)
+    (ds,) = rq2_convergence.findings(prep, 0.9)
+    still = next(m for m in ds.methods if m.label == "proxy_nca_dynamic")
+    assert still.gain == 0.0 and not still.learned
+    assert ds.speedups == [] and still in ds.answers
+    assert why in still.sentence() and "did not learn" in still.sentence()
+    assert_numbers_come_from_fields(still)
+    body = "\n".join(rq2_convergence.section(prep, [ds], 0.9).body)
+    assert "speed-up of" not in body and "did not learn | not ranked" in body
+
+
+def test_learned_gain_against_hand_values() -> None:
+    assert rq2_convergence.learned_gain(0.2, 0.6) == pytest.approx(0.5)
+    assert rq2_convergence.learned_gain(1.0, 1.0) == 0.0
+    assert math.isnan(rq2_convergence.learned_gain(math.nan, 0.6))

@@ -7,7 +7,7 @@ import pytest
 
 from dml_bench.report import rq5_assignment
 from dml_bench.report.runs import Prepared, prepare
-from dml_bench.report.text import SWEEP_COMMAND
+from dml_bench.report.text import SWEEP_COMMAND, SWEEP_METHODS, SWEEP_SETTINGS
 from dml_bench.store.read import load_runs
 
 from .conftest import assert_numbers_come_from_fields, table_lines, with_roles
@@ -31,7 +31,9 @@ def test_sweep_and_missing_sweep(prep: Prepared) -> None:
     section = rq5_assignment.section(prep, [ds])
     fig = section.figures["rq5_proxies_hershey"]
     assert [len(ax.get_lines()) for ax in fig.axes][0] >= 2
-    assert SWEEP_COMMAND in "\n".join(section.body)
+    body = "\n".join(section.body)
+    assert f"dml-bench run --methods {SWEEP_METHODS} --dataset hershey " in body
+    assert SWEEP_SETTINGS in body
 
 
 def test_collapse_diagnostic_of_the_dynamic_runs(prep: Prepared) -> None:

@@ -78,3 +78,24 @@ def test_run_command() -> None:
     assert text.both_families_command("cub200") == (
         "dml-bench run --methods proxy_nca,triplet_semihard --dataset cub200 --seeds 0,1,2"
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "total", "expected"),
+    [
+        (1, 2, "on 1 of 2 rows"),
+        (2, 2, "on all 2 rows"),
+        (1, 1, "on 1 of 1 rows"),
+        (0, 2, "on none of the 2 rows"),
+        (0, 0, "on no rows (none logged)"),
+        (15, 20, "on 15 of 20 rows"),
+        (26, 27, "on most rows (26 of 27)"),
+        (50, 100, "on half of the rows (50 of 100)"),
+        (49, 100, "on fewer than half of the rows (49 of 100)"),
+        (100, 100, "on all 100 rows"),
+    ],
+)
+def test_share_words_follow_the_value_and_the_count(count: int, total: int, expected: str) -> None:
+    """ "most" only above one half, and a small count said as it is (a1469a8 said "most" for
+    1 of 2)."""
+    assert text.share_words(count, total, "rows") == expected
