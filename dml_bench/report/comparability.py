@@ -15,7 +15,13 @@ from typing import Any
 
 from dml_bench.report.runs import Group, Prepared
 from dml_bench.report.section import Section
-from dml_bench.report.text import SUGGESTED_PAIR, SUGGESTED_PROXY, markdown_table, run_command
+from dml_bench.report.text import (
+    SUGGESTED_DATASET,
+    SUGGESTED_PAIR,
+    SUGGESTED_PROXY,
+    markdown_table,
+    run_command,
+)
 
 SHARED = (
     "dataset and its parameters, steps, batch size, trunk, embedding size, optimiser and "
@@ -113,6 +119,13 @@ def hint(prep: Prepared, methods: str, name: str, extra: str = "--seeds 0,1,2") 
     return run_command(
         methods, dataset_argument(group), " ".join([*setup_options(group), extra]).strip()
     )
+
+
+def first_group(prep: Prepared) -> str:
+    """The group a section that no run answers suggests more runs in: the first comparable
+    group, so the new runs can be compared with runs already there; the suggested dataset when
+    there are no runs."""
+    return prep.groups[0] if prep.groups else SUGGESTED_DATASET
 
 
 def both_families_hint(prep: Prepared, name: str) -> str:

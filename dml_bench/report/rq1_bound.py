@@ -15,12 +15,11 @@ import pandas as pd
 
 from dml_bench.eval.bound import NCA_EPS_FACTOR, TRIPLET_EPS_FACTOR
 from dml_bench.report import plots
-from dml_bench.report.comparability import hint
+from dml_bench.report.comparability import first_group, hint
 from dml_bench.report.runs import FRACTION, Prepared, has, nanmean, quarters
 from dml_bench.report.section import Section, answer_lines
 from dml_bench.report.stats import Interval, mean_ci
 from dml_bench.report.text import (
-    SUGGESTED_DATASET,
     SUGGESTED_PROXY,
     ci_cell,
     fmt_pct,
@@ -356,11 +355,10 @@ def _section(prep: Prepared, found: list[BoundFinding]) -> Section:
                 title=f"RQ1 bound on {dataset}: right-hand side or proxy (solid) vs data (dashed)",
             )
     if not found:
-        dataset = prep.datasets[0] if prep.datasets else SUGGESTED_DATASET
         out.body.append(
             "**Cannot be answered from these runs:** no run logged `proxy_nca_loss` and "
             "`data_nca_loss`. Proxy methods log them; run e.g. "
-            f"`{hint(prep, SUGGESTED_PROXY, dataset)}`."
+            f"`{hint(prep, SUGGESTED_PROXY, first_group(prep))}`."
         )
         return out
     out.findings.extend(found)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dml_bench.report import plots
-from dml_bench.report.comparability import both_families_hint
+from dml_bench.report.comparability import both_families_hint, first_group
 from dml_bench.report.paper_numbers import SPEEDUP_CLAIM, SPEEDUP_SHORT
 from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, has, nanmean
 from dml_bench.report.section import Finding, Section, answer_lines
@@ -29,8 +29,6 @@ from dml_bench.report.stats import (
     reaching_bounds,
 )
 from dml_bench.report.text import (
-    SUGGESTED_DATASET,
-    both_families_command,
     ci_cell,
     fmt_pct,
     fmt_ratio,
@@ -404,7 +402,7 @@ def section(prep: Prepared, found: list[DatasetConvergence], target_fraction: fl
     if not rows:
         out.body.append(
             "**Cannot be answered from these runs:** no run logged `recall@1`; run "
-            f"`{both_families_command(SUGGESTED_DATASET)}`."
+            f"`{both_families_hint(prep, first_group(prep))}`."
         )
         return out
     target = fmt_pct(target_fraction)

@@ -12,17 +12,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dml_bench.report import plots
+from dml_bench.report.comparability import first_group, hint
 from dml_bench.report.runs import FRACTION, Prepared, has
 from dml_bench.report.section import Section, answer_lines
 from dml_bench.report.stats import Interval, mean_ci
 from dml_bench.report.text import (
-    SUGGESTED_DATASET,
     SUGGESTED_PROXY,
     ci_cell,
     fmt_pct,
     interval_text,
     markdown_table,
-    run_command,
 )
 
 COLUMN = "order_agreement"
@@ -100,7 +99,7 @@ def section(prep: Prepared, found: list[OrderFinding]) -> Section:
     if not found:
         out.body.append(
             "**Cannot be answered from these runs:** no run logged `order_agreement` (proxy "
-            f"methods do); run `{run_command(SUGGESTED_PROXY, SUGGESTED_DATASET)}`."
+            f"methods do); run `{hint(prep, SUGGESTED_PROXY, first_group(prep))}`."
         )
         return out
     out.findings.extend(found)

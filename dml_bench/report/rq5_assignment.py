@@ -16,12 +16,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dml_bench.report import plots
-from dml_bench.report.comparability import hint
+from dml_bench.report.comparability import first_group, hint
 from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, proxy_count, sweep_series
 from dml_bench.report.section import Section, answers
 from dml_bench.report.stats import Interval, mean_ci
 from dml_bench.report.text import (
-    SWEEP_COMMAND,
     SWEEP_METHODS,
     SWEEP_SETTINGS,
     ci_cell,
@@ -266,7 +265,8 @@ def section(prep: Prepared, found: list[DatasetAssignment]) -> Section:
         out.body.append(
             "**Cannot be answered from these runs:** no run of a proxy method with a declared "
             "assignment (static or dynamic, e.g. `proxy_nca` / `proxy_nca_dynamic`) and a "
-            f"recorded number of proxies; run `{SWEEP_COMMAND}`."
+            "recorded number of proxies; run "
+            f"`{hint(prep, SWEEP_METHODS, first_group(prep), SWEEP_SETTINGS)}`."
         )
         return out
     for ds in found:

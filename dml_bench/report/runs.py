@@ -147,9 +147,10 @@ def comparison_groups(runs: pd.DataFrame) -> list[Group]:
         distinct = {json.dumps(k, sort_keys=True, default=str): k for _, k in mine}
         names = sorted({n for k in distinct.values() for n in k})
         differing = [n for n in names if len({repr(k.get(n)) for k in distinct.values()}) > 1]
+        short = {n: _short_names([k.get(n) for k in distinct.values()]) for n in differing}
         for text, key in sorted(distinct.items()):
             differs = {n: key.get(n) for n in differing}
-            shown = ", ".join(f"{n}={_short(v)}" for n, v in differs.items())
+            shown = ", ".join(f"{n}={short[n][str(v)]}" for n, v in differs.items())
             rows = [i for i, k in mine if json.dumps(k, sort_keys=True, default=str) == text]
             labels = tuple(dict.fromkeys(label_order(runs.iloc[rows])))
             out.append(
@@ -177,10 +178,17 @@ def _in_group(key: Mapping[str, Any], group: Group) -> bool:
     return all(repr(key.get(n)) == repr(v) for n, v in group.differs.items())
 
 
-def _short(value: Any) -> str:
-    """A key value as a group name shows it (a path by its file name)."""
-    text = str(value)
-    return text.rsplit("/", 1)[-1] if "/" in text else text
+def _short_names(values: Sequence[Any]) -> dict[str, str]:
+    """Each value of one key entry as group names show it: a path by as few of its last parts
+    as tell it from the other values (``a.csv``; ``one/data.csv`` and ``two/data.csv`` when both
+    files are ``data.csv``), anything else as it is. Two groups never share a name."""
+    texts = sorted({str(v) for v in values})
+    depth = max((t.count("/") for t in texts), default=0) + 1
+    for parts in range(1, depth + 1):
+        shown = {t: "/".join(t.split("/")[-parts:]) for t in texts}
+        if len(set(shown.values())) == len(texts):
+            return shown
+    return {t: t for t in texts}
 
 
 def one_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

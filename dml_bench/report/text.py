@@ -24,7 +24,6 @@ SWEEP_SETTINGS = (
     "--set proxy_nca.proxies_per_class=1,2,4 "
     "--set proxy_nca_dynamic.proxies_per_class=0.5,1,2 --seeds 0,1,2"
 )
-SWEEP_COMMAND = f"dml-bench run --methods {SWEEP_METHODS} {SWEEP_SETTINGS}"
 
 
 # ---------------------------------------------------------------- numbers

@@ -8,13 +8,18 @@ heading "On csv", and built a 95% interval from two runs of one seed.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
+from typing import Any
 
+from dml_bench.config import to_dict
 from dml_bench.report import make_report, rq2_convergence, rq4_retrieval
-from dml_bench.report.comparability import findings
-from dml_bench.report.runs import prepare
+from dml_bench.report.comparability import findings, setup_options
+from dml_bench.report.runs import Group, prepare
 from dml_bench.store.read import load_runs
 from dml_bench.store.records import comparison_key
+from dml_bench.train.recording import run_setup
 from tests.report.conftest import RunWriter, recall_curve
 
 
@@ -57,6 +62,20 @@ def test_runs_on_two_csv_files_are_two_groups(make_run: RunWriter, results: Path
     report = make_report(results, results / "report").files[-1].read_text()
     assert "### csv\n" not in report and "On csv," not in report
     assert "### csv (dataset.path=a.csv)" in report
+
+
+def test_two_csv_files_of_one_name_are_two_named_groups(make_run: RunWriter, results: Path) -> None:
+    """Two folders each with a dataset.csv: the group names showed only the file name, so both
+    groups were called "csv (dataset.path=dataset.csv)" and their curves were drawn and
+    answered together (a1469a8 had one heading "On csv")."""
+    paths = {"proxy_nca": "/data/one/dataset.csv", "triplet_semihard": "/data/two/dataset.csv"}
+    _pair(make_run, {m: {"dataset_config": {"path": p}} for m, p in paths.items()}, "csv")
+    prep = prepare(load_runs(results))
+    assert prep.groups == [
+        "csv (dataset.path=one/dataset.csv)",
+        "csv (dataset.path=two/dataset.csv)",
+    ]
+    assert [len(ds.methods) for ds in rq2_convergence.findings(prep, 0.9)] == [1, 1]
 
 
 def test_the_comparison_key_is_everything_but_the_method() -> None:
@@ -111,3 +130,87 @@ def test_runs_of_edited_code_are_other_rows(make_run: RunWriter, results: Path) 
     prep = prepare(load_runs(results))
     assert sorted(prep.runs["label"]) == ["proxy_nca {code=1111aaaa}", "proxy_nca {code=3333cccc}"]
     assert prep.repeats == ()
+
+
+# ---------------------------------------------------------------- "run this" hints
+def _plan(command: str) -> list[Any]:
+    """The configs the CLI would plan for ``command`` (``dml-bench run ...``), through click's
+    parser, the option reader and the planner, as `dml-bench run` does before training."""
+    from dml_bench.cli.main import run
+    from dml_bench.cli.run_options import request_from_options
+    from dml_bench.train import plan_runs
+
+    words = shlex.split(command)
+    assert words[:2] == ["dml-bench", "run"], command
+    with run.make_context("run", words[2:]) as ctx:
+        return plan_runs(request_from_options(ctx.params))
+
+
+def _key(config: Any) -> dict[str, Any]:
+    """A planned config's comparison key, as its config.json would record it (JSON values)."""
+    key = comparison_key(config.dataset, run_setup(config, to_dict(config)), None)
+    return dict(json.loads(json.dumps(key, sort_keys=True, default=str)))
+
+
+def _record_group(make_run: RunWriter, command: str, final: float) -> None:
+    """Runs planned by ``command`` (one method, two seeds), recorded with the setup planning
+    gave them, as a real run's config.json holds it."""
+    for config in _plan(command):
+        setup = run_setup(config, to_dict(config))
+        make_run(
+            method=config.method,
+            dataset=config.dataset,
+            seed=config.seed,
+            columns={"recall@1": recall_curve(final + 0.01 * config.seed), "nmi": [0.5] * 9},
+            run_id=f"{config.dataset}-{config.method}-{config.steps}-seed{config.seed}",
+            record={"schema": 1, "setup": setup, "dataset_config": to_dict(config.dataset_config)},
+        )
+
+
+def test_run_hints_reproduce_the_group_set_up(
+    make_run: RunWriter, results: Path, fake_csv_file: Path
+) -> None:
+    """A hint planned as printed lands in the group it is for: a1469a8 suggested `dml-bench run
+    --methods proxy_nca,triplet_semihard --dataset hershey --seeds 0,1,2`, which plans 600-step
+    runs at the default batch size and data, never compared with the 100-step runs it was
+    meant to complete."""
+    tiny = "--set dataset.max_classes=16 --set dataset.images_per_class=4 --batch-size 16"
+    _record_group(
+        make_run,
+        f"dml-bench run --methods proxy_nca --steps 100 --set lr=0.01 {tiny} --seeds 0,1",
+        0.41,
+    )
+    _record_group(
+        make_run, f"dml-bench run --methods triplet_semihard --steps 300 {tiny} --seeds 0,1", 0.75
+    )
+    _record_group(
+        make_run,
+        f"dml-bench run --methods proxy_nca --dataset csv:{fake_csv_file} --steps 50 "
+        "--resize 16 --crop 16 --no-pretrained --seeds 0,1",
+        0.5,
+    )
+    prep = prepare(load_runs(results))
+    assert len(prep.groups) == 3
+    body = "\n".join(rq2_convergence.section(prep, rq2_convergence.findings(prep, 0.9), 0.9).body)
+    hints = dict(re.findall(r"\*\*No speed-up on (.+?):\*\* .*? run `([^`]+)`", body))
+    assert sorted(hints) == sorted(prep.groups)
+    for name, command in hints.items():
+        planned = _plan(command)
+        assert {c.method for c in planned} == {"proxy_nca", "triplet_semihard"}
+        assert all(_key(c) == prep.group(name).key for c in planned), (name, command)
+    retrieval = "\n".join(rq4_retrieval.section(prep, rq4_retrieval.findings(prep)).body)
+    found = re.findall(r"### (.+?)\n.*?run (?:e\.g\. )?`([^`]+)`", retrieval, re.S)
+    assert len(found) == 3
+    for name, command in found:
+        assert all(_key(c) == prep.group(name).key for c in _plan(command)), (name, command)
+
+
+def test_setup_options_leave_defaults_out() -> None:
+    group = Group(
+        "hershey (steps=100)",
+        "hershey",
+        {"steps": 100},
+        ("proxy_nca",),
+        {"dataset": "hershey", "steps": 100, "lr": 0.001, "dataset.jitter": 1.0, "amp": False},
+    )
+    assert setup_options(group) == ["--set amp=false", "--set steps=100"]

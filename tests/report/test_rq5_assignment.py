@@ -7,7 +7,7 @@ import pytest
 
 from dml_bench.report import rq5_assignment
 from dml_bench.report.runs import Prepared, prepare
-from dml_bench.report.text import SWEEP_COMMAND, SWEEP_METHODS, SWEEP_SETTINGS
+from dml_bench.report.text import SWEEP_METHODS, SWEEP_SETTINGS
 from dml_bench.store.read import load_runs
 
 from .conftest import assert_numbers_come_from_fields, table_lines, with_roles
@@ -59,7 +59,8 @@ def test_no_assignment_method_cannot_answer(make_run, results) -> None:
     make_run(method="triplet_semihard", seed=0, columns={"recall@1": [0.1, 0.4]})
     prep = prepare(load_runs(results))
     assert rq5_assignment.findings(prep) == []
-    assert SWEEP_COMMAND in "\n".join(rq5_assignment.section(prep, []).body)
+    body = "\n".join(rq5_assignment.section(prep, []).body)
+    assert f"--methods {SWEEP_METHODS} --dataset hershey" in body and SWEEP_SETTINGS in body
 
 
 def test_keeps_variants_at_the_same_proxy_count_apart(make_run, results) -> None:
