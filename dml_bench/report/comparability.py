@@ -104,6 +104,8 @@ def section(prep: Prepared, found: list[DatasetGroups]) -> Section:
 # ---------------------------------------------------------------- "run this" hints
 #: Datasets named with their path on the command line (``csv:FILE``, ``folder:PATH``).
 PATH_DATASETS = ("csv", "folder")
+#: A parameter without a default: never equal to a recorded value.
+_NO_DEFAULT = object()
 #: Key entries that are not run options: the dataset (its own flag) and the tuning budget.
 _NOT_OPTIONS = frozenset({"dataset", "tuning_budget"})
 
@@ -153,7 +155,8 @@ def setup_options(group: Group) -> list[str]:
         if name.startswith("dataset."):
             field = name.removeprefix("dataset.")
             skip = field == "path" and group.dataset in PATH_DATASETS
-            if skip or (field in data_defaults and _same(value, data_defaults[field])):
+            unknown = data_defaults is not None and field not in data_defaults
+            if skip or unknown or _same(value, (data_defaults or {}).get(field, _NO_DEFAULT)):
                 continue
         elif name in run_defaults and _same(value, run_defaults[name]):
             continue
@@ -170,17 +173,21 @@ def _run_defaults() -> dict[str, Any]:
     return to_dict(RunConfig())
 
 
-def _dataset_defaults(dataset: str) -> dict[str, Any]:
-    """The dataset's registered parameter defaults; none for a dataset not registered here."""
+def _dataset_defaults(dataset: str) -> dict[str, Any] | None:
+    """The registered dataset's parameters and their defaults (:data:`_NO_DEFAULT` for one
+    without); None for a dataset not registered here, whose parameters are all given. A
+    recorded parameter the dataset does not have cannot be set, so a hint leaves it out."""
     from dml_bench.data import DATASETS
 
     if dataset not in DATASETS.names():
-        return {}
+        return None
     fields = dataclasses.fields(DATASETS.get(dataset).config_cls)
-    return {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    return {f.name: _NO_DEFAULT if f.default is dataclasses.MISSING else f.default for f in fields}
 
 
 def _same(value: Any, default: Any) -> bool:
+    if default is _NO_DEFAULT:
+        return False
     if isinstance(default, (list, tuple)) or isinstance(value, (list, tuple)):
         return list(value or []) == list(default or [])
     return bool(value == default)

@@ -211,6 +211,19 @@ def test_setup_options_leave_defaults_out() -> None:
         "hershey",
         {"steps": 100},
         ("proxy_nca",),
-        {"dataset": "hershey", "steps": 100, "lr": 0.001, "dataset.jitter": 1.0, "amp": False},
+        {
+            "dataset": "hershey",
+            "steps": 100,
+            "lr": 0.001,
+            "dataset.jitter": 1.0,
+            "dataset.max_classes": 16,
+            "dataset.root": "data",  # not a hershey parameter: cannot be set, left out
+            "amp": False,
+            "tuning_budget": None,
+        },
     )
-    assert setup_options(group) == ["--set amp=false", "--set steps=100"]
+    assert setup_options(group) == [
+        "--set amp=false",
+        "--set dataset.max_classes=16",
+        "--set steps=100",
+    ]
