@@ -118,9 +118,8 @@ def hint(prep: Prepared, methods: str, name: str, extra: str = "--seeds 0,1,2") 
     if name not in prep.groups:
         return run_command(methods, name, extra)
     group = prep.group(name)
-    return run_command(
-        methods, dataset_argument(group), " ".join([*setup_options(group), extra]).strip()
-    )
+    options = [*setup_options(group), *tuning_options(prep, group), extra]
+    return run_command(methods, dataset_argument(group), " ".join(options).strip())
 
 
 def first_group(prep: Prepared) -> str:
@@ -146,7 +145,7 @@ def dataset_argument(group: Group) -> str:
 def setup_options(group: Group) -> list[str]:
     """``--set`` options for the entries of the group's key that differ from the defaults a
     plain command would plan (run options from ``RunConfig``, dataset parameters from the
-    dataset's config class); ``--tuned`` for runs trained at tuned parameters."""
+    dataset's config class)."""
     run_defaults, data_defaults = _run_defaults(), _dataset_defaults(group.dataset)
     options = []
     for name, value in sorted(group.key.items()):
@@ -161,9 +160,29 @@ def setup_options(group: Group) -> list[str]:
         elif name in run_defaults and _same(value, run_defaults[name]):
             continue
         options.append(f"--set {shlex.quote(f'{name}={_option_text(value)}')}")
-    if group.key.get("tuning_budget") is not None:
-        options.append("--tuned")
     return options
+
+
+def tuning_options(prep: Prepared, group: Group) -> list[str]:
+    """What makes a hint's runs tuned as the group's were: nothing for runs at the winners of
+    the study their dataset ships (a plain run takes them on that set-up), ``--tuned`` for
+    runs at a study of the results folder, and ``--untuned`` for untuned runs on a dataset that
+    ships a study (a plain run would take its winners, another tuning budget)."""
+    if group.key.get("tuning_budget") is None:
+        return ["--untuned"] if _ships_study(group.dataset) else []
+    # a shipped study's runs record storage "packaged:FILE" (dml_bench.tune.packaged)
+    runs = prep.runs[prep.runs["group"] == group.name]
+    storages = runs["tuning_storage"] if "tuning_storage" in runs.columns else []
+    if len(storages) and all(str(s).startswith("packaged:") for s in storages):
+        return []
+    return ["--tuned"]
+
+
+def _ships_study(dataset: str) -> bool:
+    from dml_bench.data import DATASETS
+
+    names = DATASETS.names()
+    return dataset in names and getattr(DATASETS.get(dataset), "tuned_defaults", None) is not None
 
 
 def _run_defaults() -> dict[str, Any]:

@@ -13,8 +13,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dml_bench.config import to_dict
-from dml_bench.report import make_report, rq2_convergence, rq4_retrieval
+from dml_bench.report import comparability, make_report, rq2_convergence, rq4_retrieval
 from dml_bench.report.comparability import findings, setup_options
 from dml_bench.report.runs import Group, prepare
 from dml_bench.store.read import load_runs
@@ -135,20 +137,26 @@ def test_runs_of_edited_code_are_other_rows(make_run: RunWriter, results: Path) 
 # ---------------------------------------------------------------- "run this" hints
 def _plan(command: str) -> list[Any]:
     """The configs the CLI would plan for ``command`` (``dml-bench run ...``), through click's
-    parser, the option reader and the planner, as `dml-bench run` does before training."""
+    parser, the option reader, the planner and the shipped study's winners, as `dml-bench run`
+    does before training (a ``--tuned`` hint is not planned here: it needs a study)."""
     from dml_bench.cli.main import run
     from dml_bench.cli.run_options import request_from_options
     from dml_bench.train import plan_runs
+    from dml_bench.tune.packaged import apply_packaged
 
     words = shlex.split(command)
     assert words[:2] == ["dml-bench", "run"], command
     with run.make_context("run", words[2:]) as ctx:
-        return plan_runs(request_from_options(ctx.params))
+        request = request_from_options(ctx.params)
+        configs = plan_runs(request)
+        assert not ctx.params["tuned"], command
+        return configs if ctx.params["untuned"] else apply_packaged(configs, request)
 
 
 def _key(config: Any) -> dict[str, Any]:
     """A planned config's comparison key, as its config.json would record it (JSON values)."""
-    key = comparison_key(config.dataset, run_setup(config, to_dict(config)), None)
+    tuning = to_dict(config.tuning) if config.tuning is not None else None
+    key = comparison_key(config.dataset, run_setup(config, to_dict(config)), tuning)
     return dict(json.loads(json.dumps(key, sort_keys=True, default=str)))
 
 
@@ -203,6 +211,20 @@ def test_run_hints_reproduce_the_group_set_up(
     assert len(found) == 3
     for name, command in found:
         assert all(_key(c) == prep.group(name).key for c in _plan(command)), (name, command)
+
+
+def test_an_untuned_hint_stays_untuned_where_the_dataset_ships_a_study(
+    make_run: RunWriter, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain `dml-bench run` trains at the winners of the study a dataset ships, another
+    tuning budget: the hint for untuned runs there says --untuned."""
+    _record_group(make_run, "dml-bench run --methods proxy_nca --seeds 0,1 --untuned", 0.4)
+    monkeypatch.setattr(comparability, "_ships_study", lambda dataset: dataset == "hershey")
+    prep = prepare(load_runs(results))
+    (name,) = prep.groups
+    command = comparability.hint(prep, "triplet_semihard", name)
+    assert command.endswith("--untuned --seeds 0,1,2")
+    assert all(_key(c) == prep.group(name).key for c in _plan(command))
 
 
 def test_setup_options_leave_defaults_out() -> None:
