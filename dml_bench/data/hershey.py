@@ -474,4 +474,6 @@ SPEC: DatasetSpec[HersheyConfig] = DatasetSpec(
     input_kind="tensor",
     channels=1,
     recall_ks=(1, 2, 4, 8),
+    # the glyph study of docs/tuning/README.md: its winners are `dml-bench run`'s defaults here
+    tuned_defaults=Path(__file__).parent / "studies" / "hershey-glyphs-defaults.json",
 )

@@ -137,3 +137,23 @@ def test_the_report_shows_the_shipped_study_it_trained_from(
     assert f"{best['value']:.3f} (trial {best['trial']})" in tuning
     assert (results / "report" / "tuning_history_shipped.png").is_file()
     assert not (results / "tuning").exists()  # nothing copied into the results directory
+
+
+def test_the_glyph_study_applies_to_the_default_run() -> None:
+    """The shipped glyph study still matches the default set-up: a change of a default (steps,
+    batch, dataset parameters) would silently drop the tuned defaults; this says so instead."""
+    from dml_bench.methods import DEFAULT_METHODS
+    from dml_bench.train import ExperimentRequest, plan_runs
+    from dml_bench.tune.packaged import apply_packaged, packaged_study
+
+    found = packaged_study("hershey")
+    assert found is not None
+    path, record = found
+    assert path.name == "hershey-glyphs-defaults.json" and record["group"] == "glyphs-defaults"
+    request = ExperimentRequest(methods=tuple(DEFAULT_METHODS))
+    for config in apply_packaged(plan_runs(request), request):
+        assert config.tuning is not None, config.method
+        best = record["methods"][config.method]["best"]
+        assert config.tuning.trial == best["trial"]
+        assert config.lr == pytest.approx(best["params"]["lr"])
+        assert record["budget"]["steps"] == config.steps
