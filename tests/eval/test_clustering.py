@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from dml_bench.errors import UserError
-from dml_bench.eval.clustering import clustering_nmi, kmeans
+from dml_bench.eval.clustering import _kmeans_plus_plus, clustering_nmi, kmeans, weighted_index
 
 
 def blobs(num_blobs: int, per_blob: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,3 +120,51 @@ def test_early_stop_is_a_fixed_point() -> None:
 def test_unusable_backend_raises_user_error(backend: str, points: torch.Tensor) -> None:
     with pytest.raises(UserError, match="backend"):
         kmeans(points, 2, backend=backend)  # type: ignore[arg-type]
+
+
+def test_weighted_index_inverts_the_cumulative_weights_like_numpy() -> None:
+    weights = torch.tensor([0.0, 3.0, 0.0, 1.0, 0.5, 0.0, 2.5], dtype=torch.float32)
+    grid = (np.arange(7000) + 0.5) / 7000
+    reference = np.searchsorted(np.cumsum(weights.double().numpy()), grid * 7.0, side="right")
+    drawn = np.array([int(weighted_index(weights, torch.tensor(u).double())) for u in grid])
+    assert np.array_equal(drawn, reference)
+    frequencies = np.bincount(drawn, minlength=7) / len(grid)
+    assert frequencies == pytest.approx((weights / weights.sum()).numpy(), abs=1 / 7000)
+    assert frequencies[[0, 2, 5]].sum() == 0  # a zero weight is never drawn
+
+
+def test_weighted_index_of_all_zero_weights_is_uniform() -> None:
+    zeros = torch.zeros(4)
+    drawn = [int(weighted_index(zeros, torch.tensor(u).double())) for u in (0.0, 0.3, 0.6, 0.99)]
+    assert drawn == [0, 1, 2, 3]
+
+
+def test_kmeans_plus_plus_draws_centres_with_d_squared_probabilities() -> None:
+    # Brute force: the first centre uniform, the second with probability proportional to the
+    # squared distance to the first; compared with the frequencies over 6,000 seeds.
+    points = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    sq = (points.numpy() - points.numpy().T) ** 2
+    exact = sq / sq.sum(axis=1, keepdims=True) / len(points)  # P(first = i, second = j)
+    counts = np.zeros_like(exact)
+    for seed in range(6000):
+        first, second = _kmeans_plus_plus(points, 2, torch.Generator().manual_seed(seed)).tolist()
+        counts[first, second] += 1
+    assert np.all(counts[np.eye(4, dtype=bool)] == 0)
+    assert counts / 6000 == pytest.approx(exact, abs=0.016)  # 3 standard errors at p = 0.21
+
+
+def test_nmi_matches_scikit_learns_kmeans_on_overlapping_blobs() -> None:
+    # Same algorithm (k-means++ then Lloyd), different random draws: the NMIs over seeds agree
+    # within their seed-to-seed spread.
+    points, labels = blobs(20, 30, 8, seed=5)
+    points = points + 4.0 * torch.randn(points.shape, generator=torch.Generator().manual_seed(6))
+    ours = [clustering_nmi(points, labels, seed=s) for s in range(5)]
+    theirs = [
+        normalized_mutual_info_score(
+            labels, KMeans(20, init="k-means++", n_init=1, random_state=s).fit_predict(points)
+        )
+        for s in range(5)
+    ]
+    spread = max(np.std(ours), np.std(theirs))
+    assert 0.5 < np.mean(theirs) < 0.98  # overlapping, so the test is not trivial
+    assert abs(np.mean(ours) - np.mean(theirs)) < max(3 * spread, 0.01)
