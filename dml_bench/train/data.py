@@ -36,6 +36,9 @@ class RunData:
     test: DMLDataset
     val: DMLDataset | None
     prepared: list[str] = field(default_factory=list)  # the prepared caches the splits read
+    # Metrics of the untrained network per (weights, split, evaluation settings), shared by the
+    # runs that train on this data (:func:`dml_bench.train.evaluation.untrained_key`).
+    untrained_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def num_train_classes(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -114,6 +115,23 @@ def evaluate_split(
         embeddings, labels, ks=tuple(k for k in ks if k < len(dataset)), seed=config.seed
     )
     return metrics, embeddings, labels
+
+
+def untrained_key(model: nn.Module, config: RunConfig, device: torch.device, split: str) -> str:
+    """Key under which the step-0 metrics of ``split`` are kept in ``RunData.untrained_metrics``.
+
+    Every method of a seed starts from the same network (built from the run's seed alone), so its
+    step-0 evaluation is the same for all of them: the default run's five methods would embed and
+    score the same network five times. The key is a digest of the network's weights and buffers
+    (names, dtypes, shapes and bytes) and of the settings the evaluation reads, so a reused result
+    is exactly the one the run would have computed (on CPU, where runs are bit-identical)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    settings = (split, config.seed, config.eval_batch_size, str(device), config.amp)
+    return f"{digest.hexdigest()}:{settings!r}"
 
 
 def compute_diagnostics(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dml_bench.data import DMLDataset
 from dml_bench.errors import RunFailedError
 from dml_bench.methods import METHODS, Method, build_method
 from dml_bench.models import Embedder, build_embedder
@@ -49,6 +50,7 @@ from dml_bench.train.evaluation import (
     embed_dataset,
     evaluate_split,
     retrieval_examples,
+    untrained_key,
 )
 from dml_bench.train.interrupt import StopFlag, stop_requests
 from dml_bench.train.keep import keep_final, keep_if_best
@@ -464,7 +466,7 @@ def check_finite(losses: torch.Tensor, first_step: int, run_id: str) -> None:
 
 def evaluation_row(ctx: RunContext, stop: StopFlag | None = None) -> dict[str, Any]:
     """One row of ``metrics.csv``: test metrics (and validation and diagnostics) at this step."""
-    config, data, state, last = ctx.config, ctx.data, ctx.state, ctx.last
+    config, data, state = ctx.config, ctx.data, ctx.state
     start = time.perf_counter()
     ctx.model.eval()
     row: dict[str, Any] = {
@@ -475,16 +477,9 @@ def evaluation_row(ctx: RunContext, stop: StopFlag | None = None) -> dict[str, A
         "load1": machine_load(),
         "train_loss": state.loss_sum / state.loss_count if state.loss_count else None,
     }
-    ks = data.spec.recall_ks
-    test, last.embeddings, last.labels = evaluate_split(
-        ctx.model, data.test, ks, config, ctx.device, ctx.progress, "test", stop
-    )
-    last.step = state.step
-    row.update(test)
+    row.update(split_metrics(ctx, data.test, "test", stop))
     if data.val is not None:
-        val, _, _ = evaluate_split(
-            ctx.model, data.val, ks, config, ctx.device, ctx.progress, "val", stop
-        )
+        val = split_metrics(ctx, data.val, "val", stop)
         row.update({f"val_{k}": v for k, v in val.items()})
     if config.diagnostics and ctx.method.has_diagnostics and len(ctx.diag) >= 4:
         row.update(
@@ -492,6 +487,33 @@ def evaluation_row(ctx: RunContext, stop: StopFlag | None = None) -> dict[str, A
         )
     row["eval_s"] = time.perf_counter() - start
     return row
+
+
+def split_metrics(
+    ctx: RunContext, dataset: DMLDataset, split: str, stop: StopFlag | None
+) -> dict[str, float]:
+    """Metrics of one split at this step. At step 0 they are computed once per network and
+    reused by the other runs on the same data (:func:`untrained_key`: exact, keyed by the weights);
+    a reused test evaluation leaves ``ctx.last`` alone, so :func:`finish_run` embeds if needed."""
+    key = untrained_key(ctx.model, ctx.config, ctx.device, split) if ctx.state.step == 0 else None
+    if key is not None and key in ctx.data.untrained_metrics:
+        logger.debug("%s: step-0 %s metrics reused (same network)", ctx.folder.run_id, split)
+        return dict(ctx.data.untrained_metrics[key])
+    metrics, embeddings, labels = evaluate_split(
+        ctx.model,
+        dataset,
+        ctx.data.spec.recall_ks,
+        ctx.config,
+        ctx.device,
+        ctx.progress,
+        split,
+        stop,
+    )
+    if split == "test":
+        ctx.last.step, ctx.last.embeddings, ctx.last.labels = ctx.state.step, embeddings, labels
+    if key is not None:
+        ctx.data.untrained_metrics[key] = dict(metrics)
+    return metrics
 
 
 def finish_run(ctx: RunContext) -> None:

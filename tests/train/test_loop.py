@@ -6,6 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,3 +130,53 @@ def test_non_finite_losses_name_the_step_and_values() -> None:
     check_finite(torch.tensor([1.0, 2.0]), 10, "run")
     with pytest.raises(RunFailedError, match=r"step 12 .*steps 11-13: 1, nan, 3"):
         check_finite(torch.tensor([1.0, float("nan"), 3.0]), 11, "run")
+
+
+def test_step_zero_metrics_are_computed_once_per_network_and_equal_a_lone_run(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dml_bench.train import loop
+
+    calls: list[str] = []
+    evaluate_split = loop.evaluate_split
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[6])  # the split's name
+        return evaluate_split(*args)
+
+    monkeypatch.setattr(loop, "evaluate_split", counting)
+    methods = ("proxy_nca", "triplet_semihard")
+    outcomes = run_tiny(tmp_path / "both", data_root, methods, val_classes=0.25)
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    # 3 evaluations (steps 0, 3, 6) x 2 splits x 2 runs, less the second run's step 0 (2 splits)
+    assert sorted(calls) == ["test"] * 5 + ["val"] * 5
+    monkeypatch.setattr(loop, "evaluate_split", evaluate_split)
+    (alone,) = run_tiny(tmp_path / "alone", data_root, methods[1:], val_classes=0.25)
+    shared = read_rows(tmp_path / "both" / outcomes[1].run_id)
+    lone = read_rows(tmp_path / "alone" / alone.run_id)
+    metric_columns = [c for c in lone[0] if "recall" in c or "nmi" in c or "map" in c]
+    assert "val_recall@1" in metric_columns and "nmi" in metric_columns
+    for shared_row, lone_row in zip(shared, lone, strict=True):
+        assert {c: shared_row[c] for c in metric_columns} == {
+            c: lone_row[c] for c in metric_columns
+        }
+    runs = ((tmp_path / "both", outcomes[1]), (tmp_path / "alone", alone))
+    retrievals = [np.load(d / o.run_id / "retrievals.npz") for d, o in runs]
+    assert np.array_equal(retrievals[0]["neighbor_labels"], retrievals[1]["neighbor_labels"])
+
+
+def test_untrained_key_changes_with_any_weight_and_with_the_split() -> None:
+    from dml_bench.train.evaluation import untrained_key
+
+    torch.manual_seed(0)
+    model = build_embedder("small_cnn", 1, 8, pretrained=False)
+    config, cpu = RunConfig(), torch.device("cpu")
+    key = untrained_key(model, config, cpu, "test")
+    copy = build_embedder("small_cnn", 1, 8, pretrained=False)
+    copy.load_state_dict(model.state_dict())
+    assert untrained_key(copy.to(memory_format=torch.channels_last), config, cpu, "test") == key
+    assert untrained_key(model, config, cpu, "val") != key
+    assert untrained_key(model, RunConfig(seed=1), cpu, "test") != key
+    with torch.no_grad():
+        next(iter(copy.parameters())).view(-1)[0] += 1e-6
+    assert untrained_key(copy, config, cpu, "test") != key
