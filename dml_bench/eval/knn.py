@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "EmbeddingShapeError",
     "nearest_neighbors",
+    "neighbors_of",
     "normalize",
     "resolve_chunk_size",
     "resolve_scan_rows",
@@ -130,6 +131,14 @@ def topk_lowest_index_first(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, t
     return values.gather(1, by_value), indices.gather(1, by_value)
 
 
+def _check_k(k: int, available: int, num_items: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= available:
+        raise EmbeddingShapeError(
+            f"k must be an integer between 1 and {available} (the number of candidate neighbours "
+            f"of each of the {num_items} items), got {k!r}. Ask for fewer neighbours."
+        )
+
+
 def nearest_neighbors(
     embeddings: torch.Tensor,
     k: int,
@@ -146,12 +155,7 @@ def nearest_neighbors(
     """
     validate_embeddings(embeddings)
     num_items = embeddings.shape[0]
-    available = num_items - 1 if exclude_self else num_items
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= available:
-        raise EmbeddingShapeError(
-            f"k must be an integer between 1 and {available} (the number of candidate neighbours "
-            f"of each of the {num_items} items), got {k!r}. Ask for fewer neighbours."
-        )
+    _check_k(k, num_items - 1 if exclude_self else num_items, num_items)
     normalized = normalize(embeddings)
     rows = resolve_scan_rows(num_items, normalized.device, chunk_size)
     all_values = torch.empty(num_items, k, dtype=normalized.dtype, device=normalized.device)
@@ -160,3 +164,22 @@ def nearest_neighbors(
         all_values[block.start : block.stop] = block.similarities
         all_indices[block.start : block.stop] = block.indices
     return all_values, all_indices
+
+
+def neighbors_of(
+    embeddings: torch.Tensor, queries: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest neighbours of the items ``queries`` only (each query itself excluded).
+
+    The rows of :func:`nearest_neighbors` for those queries, same order and tie rule, from
+    ``len(queries)`` rows of similarities instead of a scan of all ``n x n``: a handful of
+    retrieval examples then costs a few matrix-vector products, not a whole k-NN pass.
+    """
+    validate_embeddings(embeddings)
+    num_items = embeddings.shape[0]
+    _check_k(k, num_items - 1, num_items)
+    normalized = normalize(embeddings)
+    queries = torch.as_tensor(queries, dtype=torch.long, device=normalized.device)
+    sims = normalized[queries] @ normalized.T
+    sims[torch.arange(len(queries), device=sims.device), queries] = float("-inf")
+    return topk_lowest_index_first(sims, k)

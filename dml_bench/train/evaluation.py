@@ -164,15 +164,14 @@ def retrieval_examples(
     embeddings: torch.Tensor, labels: torch.Tensor, dataset: DMLDataset, config: RunConfig
 ) -> dict[str, np.ndarray] | None:
     """A few seeded test queries with their top-k neighbours, as thumbnails (qualitative figure)."""
-    from dml_bench.eval import nearest_neighbors
+    from dml_bench.eval.knn import neighbors_of
 
     n = len(dataset)
     q, k = min(config.retrieval_queries, n), min(config.retrieval_k, n - 1)
     if q == 0 or k <= 0 or not isinstance(dataset, HasThumbnails):
         return None
     queries = np.random.RandomState(config.seed).choice(n, size=q, replace=False)
-    _, neighbours = nearest_neighbors(embeddings, k)
-    rows = neighbours[torch.as_tensor(queries, device=neighbours.device)].cpu().numpy()
+    rows = neighbors_of(embeddings, torch.as_tensor(queries), k)[1].cpu().numpy()
     thumb = dataset.thumbnail
     labels_np = labels.cpu().numpy()
     return {

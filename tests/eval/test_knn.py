@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dml_bench.errors import UserError
-from dml_bench.eval.knn import nearest_neighbors, topk_lowest_index_first
+from dml_bench.eval.knn import nearest_neighbors, neighbors_of, topk_lowest_index_first
 
 
 def brute_force_neighbors(
@@ -97,3 +97,23 @@ def test_bad_input_raises_user_error(embeddings: torch.Tensor, k: int) -> None:
 def test_bad_chunk_size_raises_user_error() -> None:
     with pytest.raises(UserError, match="chunk_size"):
         nearest_neighbors(torch.randn(5, 3), 1, chunk_size=0)
+
+
+def test_neighbors_of_some_queries_are_their_rows_of_the_brute_force() -> None:
+    embeddings = torch.randn(60, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    queries = torch.tensor([41, 0, 59, 7])
+    values, indices = neighbors_of(embeddings, queries, 8)
+    expected_values, expected_indices = brute_force_neighbors(embeddings, 8, exclude_self=True)
+    assert torch.equal(indices, expected_indices[queries])
+    torch.testing.assert_close(values, expected_values[queries])
+
+
+def test_neighbors_of_breaks_ties_like_nearest_neighbors() -> None:
+    a, b = [1.0, 0.0], [0.0, 1.0]
+    embeddings = torch.tensor([b, a, a, b, a, b])
+    queries = torch.tensor([1, 0, 5])
+    for k in (1, 3, 5):
+        _, rows = neighbors_of(embeddings, queries, k)
+        assert torch.equal(rows, nearest_neighbors(embeddings, k)[1][queries])
+    with pytest.raises(UserError, match="k must be"):
+        neighbors_of(embeddings, queries, 6)
