@@ -14,6 +14,9 @@ the model does and needs no optional dependency. Choices, measured at SOP scale 
   everywhere: k-means++ needs k sequential passes over the data, 11,316 at SOP scale, which cost
   more than all Lloyd iterations together there, while with ~5 points per cluster the init barely
   moves NMI (measured: ours 0.872 vs faiss 0.870 on the SOP-shaped benchmark data).
+  Each k-means++ centre is read off the cumulative D^2 weights at one of k uniforms drawn in a
+  single batch (inverse-CDF sampling, :func:`weighted_index`), the distribution of scikit-learn's
+  single-trial k-means++ (it adds greedy local trials, which we do not).
 * **Backend: the same Lloyd loop everywhere; only the assignment kernel differs.** On CPU, for
   float32 points, the nearest-centroid search runs in faiss (``IndexFlatL2``, exact) when faiss is
   importable: measured at SOP scale on the shared 2-core CPU, one assignment pass costs ~2.8
