@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from dml_bench.cli.executor_options import executor_options
 from dml_bench.errors import UserError
 from dml_bench.redact import RedactingFormatter, mask_text
 
@@ -192,6 +193,7 @@ def warn_if_shared(folders: list[tuple[str, Path]]) -> None:
     help="Train at the methods' hand-picked defaults, not at the winners of the study the "
     "dataset ships (docs/tuning/README.md).",
 )
+@executor_options
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
@@ -200,14 +202,16 @@ def run(**options: Any) -> None:
 
     Re-running the same command resumes unfinished runs and skips completed ones.
     """
+    from dml_bench.cli.executor_options import executor_settings
     from dml_bench.cli.run_options import request_from_options
 
     configure_logging(options["verbose"])
     try:
+        settings = executor_settings(options)
         request = request_from_options(options)
         from dml_bench.train import plan_runs
 
-        configs = plan_runs(request)
+        configs = plan_runs(request, device_here=settings.kind == "local")
         if options["study"] and not options["tuned"]:
             raise UserError(f"--study {options['study']} names a tuning study: add --tuned.")
         if options["tuned"] and options["untuned"]:
@@ -234,7 +238,7 @@ def run(**options: Any) -> None:
     warn_if_shared([("results folder", options["results_dir"])])
     click.echo(f"{len(configs)} run(s) into {options['results_dir']}", err=True)
     outcomes = _run_or_exit_on_interrupt(
-        configs, options["results_dir"], options["rerun"], progress
+        configs, options["results_dir"], options["rerun"], progress, settings
     )
     click.echo(format_outcomes(outcomes))
     click.echo(f"\nReport: dml-bench report --results-dir {options['results_dir']}")
@@ -243,17 +247,19 @@ def run(**options: Any) -> None:
 
 
 def _run_or_exit_on_interrupt(
-    configs: list[Any], results_dir: Path, rerun: bool, progress: Any
+    configs: list[Any], results_dir: Path, rerun: bool, progress: Any, settings: Any
 ) -> list[Any]:
-    """Run the experiment; Ctrl-C exits with 130 after the loop recorded the run as interrupted."""
-    from dml_bench.train import run_experiment
+    """Run the experiment; Ctrl-C exits with 130 after the loop recorded the run as interrupted
+    (with --executor ray: every running run, each cancelled at its next step)."""
+    from dml_bench.execute import run_configs
 
     try:
-        return run_experiment(configs, results_dir, rerun=rerun, progress=progress)
+        return run_configs(configs, results_dir, settings, rerun=rerun, progress=progress)
     except KeyboardInterrupt:
+        which = "every running run was" if settings.kind == "ray" else "the current run was"
         click.echo(
-            "\nInterrupted: the current run was checkpointed and recorded as interrupted. "
-            "Run the same command again to resume it.",
+            f"\nInterrupted: {which} checkpointed and recorded as interrupted. "
+            "Run the same command again to resume.",
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)

@@ -58,13 +58,8 @@ def run_experiment(
     split) runs for all runs still to train *before* the first run folder is claimed, so bad input
     leaves the results directory exactly as it was.
     """
-    ensure_writable_dir(results_dir)
     data_cache: dict[str, RunData] = {}
-    pending = [c for c in configs if rerun or not _finished(results_dir / c.run_id())]
-    if not rerun:  # --rerun trains in new folders and loads no checkpoint
-        for config in pending:
-            check_checkpoint(results_dir / config.run_id() / CHECKPOINT)
-    preflight(pending, data_cache)
+    preflight(runs_to_train(configs, results_dir, rerun), data_cache)
     outcomes: list[RunOutcome] = []
     for config in configs:
         claim = claim_run(results_dir, config.run_id(), rerun=rerun)
@@ -76,11 +71,23 @@ def run_experiment(
                 )
             )
             continue
-        outcomes.append(_train_claimed(config, claim.folder, data_cache, progress))
+        outcomes.append(train_claimed(config, claim.folder, data_cache, progress))
     return outcomes
 
 
-def _train_claimed(
+def runs_to_train(configs: Sequence[RunConfig], results_dir: Path, rerun: bool) -> list[RunConfig]:
+    """The runs of ``configs`` that are not finished yet, after the checks that need no data:
+    the results directory can be written, and no checkpoint to resume is refused (any executor
+    makes these checks before it claims a run folder)."""
+    ensure_writable_dir(results_dir)
+    pending = [c for c in configs if rerun or not _finished(results_dir / c.run_id())]
+    if not rerun:  # --rerun trains in new folders and loads no checkpoint
+        for config in pending:
+            check_checkpoint(results_dir / config.run_id() / CHECKPOINT)
+    return pending
+
+
+def train_claimed(
     config: RunConfig,
     folder: RunFolder,
     data_cache: dict[str, RunData],
@@ -99,12 +106,12 @@ def _train_claimed(
             folder.run_id, config.variant, config.seed, result.status, result.reason, final
         )
     except KeyboardInterrupt:
-        _forget_if_empty(folder.path)
+        forget_if_empty(folder.path)
         raise
     except CheckpointRefusedError:  # the folder holds a file nobody should load: change nothing
         raise
     except UserError as exc:  # e.g. a corrupt image met while training: fixable, so resumable
-        if not _forget_if_empty(folder.path):
+        if not forget_if_empty(folder.path):
             folder.write_status("interrupted", _last_step(folder.path), f"stopped: {exc}")
         raise
     except Exception as exc:  # one broken run must not take the others down
@@ -138,7 +145,7 @@ def _last_step(path: Path) -> int:
     return 0 if record is None else record.step
 
 
-def _forget_if_empty(path: Path) -> bool:
+def forget_if_empty(path: Path) -> bool:
     """A run folder claimed but never written (e.g. the data was missing) is removed again;
     returns whether it was (``False``: the folder holds a run and stays).
 

@@ -77,8 +77,12 @@ def split_dataset_name(name: str) -> tuple[str, dict[str, Any]]:
     return name, {}
 
 
-def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
-    """Resolve the request into run configs; raises a UserError for anything invalid."""
+def plan_runs(request: ExperimentRequest, *, device_here: bool = True) -> list[RunConfig]:
+    """Resolve the request into run configs; raises a UserError for anything invalid.
+
+    ``device_here=False``: the runs train on other machines (a Ray cluster,
+    :mod:`dml_bench.execute`), so this machine's devices are not checked; the executor checks the
+    cluster's instead."""
     preset = preset_values(request.preset) if request.preset else {"run": {}, "methods": {}}
     dataset_name, dataset_extra = split_dataset_name(request.dataset)
     dataset_spec = DATASETS.get(dataset_name)
@@ -113,7 +117,7 @@ def plan_runs(request: ExperimentRequest) -> list[RunConfig]:
                     "preset": request.preset or "",
                 }
                 config = build_config(RunConfig, values, "the run")
-                check_run(config)
+                check_run(config, device_here=device_here)
                 configs.append(config)
     return configs
 
@@ -167,10 +171,12 @@ def method_variants(
     return out
 
 
-def check_run(config: RunConfig) -> None:
+def check_run(config: RunConfig, *, device_here: bool = True) -> None:
     """Checks that need the method and dataset together (batch composition, trunk name), and the
-    device, so that a request for a GPU it cannot have fails before it skips or trains."""
-    resolve_device(config.device)
+    device (when the run trains here), so that a request for a GPU it cannot have fails before it
+    skips or trains."""
+    if device_here:
+        resolve_device(config.device)
     spec = METHODS.get(config.method)
     spec.batch_needs(config.method_config).check_batch_size(config.batch_size, config.method)
     resolve_trunk(config, DATASETS.get(config.dataset))

@@ -83,8 +83,8 @@ def test_a_claimed_folder_without_records_is_forgotten_one_with_records_kept(
     (empty / "lock").touch()
     used.mkdir()
     (used / "config.json").write_text("{}")
-    assert experiment._forget_if_empty(empty) is True and not empty.exists()
-    assert experiment._forget_if_empty(used) is False and used.exists()
+    assert experiment.forget_if_empty(empty) is True and not empty.exists()
+    assert experiment.forget_if_empty(used) is False and used.exists()
 
 
 def test_last_step_reads_the_status_or_says_zero(tmp_path: Path) -> None:
