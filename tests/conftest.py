@@ -20,6 +20,14 @@ import pytest
 from dml_bench.data import fakes
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``-n N``, tests marked ``xdist_group(NAME)`` run in one worker (the Ray tests share
+    one test cluster): pytest-xdist's ``loadgroup`` distribution, which is ``load`` for all
+    other tests."""
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
+
+
 @pytest.fixture
 def fake_cub200_root(tmp_path: Path) -> Path:
     return fakes.make_cub200_tree(tmp_path / "data")

@@ -1,0 +1,128 @@
+"""``dml-bench run --executor ray`` on a real two-node cluster (tests/execute/ray_cluster.py).
+
+The driver is the real console script in a subprocess, as a user starts it; the references are
+the same commands with ``--executor local``, in this process (tests/cli/helpers.py). On CPU every
+metric of every evaluation must equal the local run's exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import (
+    DML_BENCH,
+    assert_same_results,
+    describe,
+    file_hashes,
+    invoke,
+    read_status,
+    run_args,
+    run_folders,
+    shared_data_root,
+)
+from tests.execute.ray_cluster import LocalCluster, node_env
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]
+
+FOUR_RUNS = "proxy_nca,nca"  # x seeds 0,1
+#: One run long enough to be killed between its first checkpoint and its end.
+LONG_RUN = ("--steps", "240", "--checkpoint-every", "10", "--eval-every", "80")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_data_root(tmp_path_factory)
+
+
+def start_driver(args: list[str], data_root: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**node_env(), "DML_BENCH_DATA_ROOT": str(data_root), "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(DML_BENCH), *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+
+
+def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> str:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return log.read_text()
+
+
+def local_reference(args: list[str], data_root: Path) -> Path:
+    results = Path(args[args.index("--results-dir") + 1])
+    result = invoke(args, data_root)
+    assert result.exit_code == 0, describe(result)
+    return results
+
+
+def test_runs_spread_over_both_nodes_and_equal_local_runs(
+    cluster: LocalCluster, data_root: Path, tmp_path: Path
+) -> None:
+    ray_results, local_results = tmp_path / "ray", tmp_path / "local"
+    extra = ("--seeds", "0,1", "--executor", "ray", "--address", cluster.address)
+    process = start_driver(run_args(ray_results, *extra, methods=FOUR_RUNS), data_root, tmp_path / "log")
+    local_reference(run_args(local_results, "--seeds", "0,1", methods=FOUR_RUNS), data_root)
+    output = finish(process, tmp_path / "log")
+    assert process.returncode == 0, output
+    nodes = set(re.findall(r": on node (\S+) \(pid", output))
+    assert len(nodes) == 2, f"the runs did not spread over both nodes:\n{output}"
+    runs = [p.name for p in run_folders(ray_results)]
+    assert runs == [p.name for p in run_folders(local_results)] and len(runs) == 4
+    for name in runs:
+        assert read_status(ray_results / name)["status"] == "completed"
+        assert_same_results(ray_results / name, local_results / name)
+        got, want = file_hashes(ray_results / name), file_hashes(local_results / name)
+        assert set(got) == set(want)  # the same records, no checkpoint left behind
+        for same in ("model_final.safetensors", "embeddings_test.npz", "metrics.csv"):
+            if same != "metrics.csv":
+                assert got[same] == want[same], same
+
+
+def _checkpointed(run: Path, steps: int) -> bool:
+    """The driver holds a checkpoint of the run (status.json is pushed right after it)."""
+    if not (run / "status.json").exists():
+        return False
+    status = read_status(run)
+    return status["status"] == "running" and 10 <= status["step"] < steps // 2
+
+
+def test_a_killed_worker_resumes_its_run_from_the_checkpoint_on_the_driver(
+    cluster: LocalCluster, data_root: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the worker process training the run, after its first checkpoint reached the
+    driver: Ray runs the task again, the new attempt resumes from that checkpoint (not step 0),
+    and the run ends exactly as an uninterrupted one."""
+    results, log = tmp_path / "ray", tmp_path / "log"
+    extra = (*LONG_RUN, "--executor", "ray", "--address", cluster.address)
+    process = start_driver(run_args(results, *extra), data_root, log)
+    steps = int(LONG_RUN[1])
+    killed = None
+    deadline = time.monotonic() + 180
+    while killed is None and process.poll() is None and time.monotonic() < deadline:
+        pids = re.findall(r": on node \S+ \(pid (\d+)\)", log.read_text())
+        runs = run_folders(results) if results.exists() else []
+        if pids and runs and _checkpointed(runs[0], steps):
+            killed = int(pids[0])
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.005)
+    reference = local_reference(run_args(tmp_path / "local", *LONG_RUN), data_root)
+    output = finish(process, log)
+    assert killed is not None, f"the run ended before it could be killed:\n{output}"
+    assert process.returncode == 0, output
+    (run,) = run_folders(results)
+    assert read_status(run)["status"] == "completed"
+    assert re.search(rf"{run.name}: on node \S+ \(pid \d+, attempt 2\)", output), output
+    resumed = re.findall(rf"{run.name}: resuming at step (\d+)", output)
+    assert resumed and int(resumed[0]) >= 10, output
+    assert_same_results(run, reference / run.name)
+    assert not (run / "checkpoint.pt").exists()
