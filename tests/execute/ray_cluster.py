@@ -81,6 +81,9 @@ def node_env() -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray 2.60 turns token authentication on when a token file exists in ~/.ray, for some
+        # processes and not others; a loopback test cluster needs none.
+        "RAY_AUTH_MODE": "disabled",
     }
 
 
@@ -107,20 +110,48 @@ def local_cluster(cpus: tuple[int, ...] = (1, 1)) -> Iterator[LocalCluster]:
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     port = free_port()
     cluster = LocalCluster(f"127.0.0.1:{port}", temp, log=temp / "start.log")
-    common = ["--num-gpus", "0", "--disable-usage-stats", "--min-worker-port", "0",
-              "--max-worker-port", "0", "--object-store-memory", str(80 * 2**20)]
+    common = [
+        "--num-gpus",
+        "0",
+        "--disable-usage-stats",
+        "--min-worker-port",
+        "0",
+        "--max-worker-port",
+        "0",
+        "--object-store-memory",
+        str(80 * 2**20),
+    ]
     try:
         _start_node(
             cluster,
-            ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-             "--num-cpus", str(cpus[0]), "--include-dashboard=false",
-             "--temp-dir", str(temp), *common, *_port_args()],
+            [
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num-cpus",
+                str(cpus[0]),
+                "--include-dashboard=false",
+                "--temp-dir",
+                str(temp),
+                *common,
+                *_port_args(),
+            ],
         )
         for n in cpus[1:]:
             _start_node(
                 cluster,
-                ["--address", cluster.address, "--node-ip-address", "127.0.0.1",
-                 "--num-cpus", str(n), *common, *_port_args()],
+                [
+                    "--address",
+                    cluster.address,
+                    "--node-ip-address",
+                    "127.0.0.1",
+                    "--num-cpus",
+                    str(n),
+                    *common,
+                    *_port_args(),
+                ],
             )
         yield cluster
     finally:

@@ -58,6 +58,14 @@ def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 240) ->
     return log.read_text()
 
 
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """The uninterrupted local run of :data:`LONG_RUN`, its folder."""
+    results = local_reference(run_args(tmp_path_factory.mktemp("local"), *LONG_RUN), data_root)
+    (run,) = run_folders(results)
+    return run
+
+
 def local_reference(args: list[str], data_root: Path) -> Path:
     results = Path(args[args.index("--results-dir") + 1])
     result = invoke(args, data_root)
@@ -70,7 +78,9 @@ def test_runs_spread_over_both_nodes_and_equal_local_runs(
 ) -> None:
     ray_results, local_results = tmp_path / "ray", tmp_path / "local"
     extra = ("--seeds", "0,1", "--executor", "ray", "--address", cluster.address)
-    process = start_driver(run_args(ray_results, *extra, methods=FOUR_RUNS), data_root, tmp_path / "log")
+    process = start_driver(
+        run_args(ray_results, *extra, methods=FOUR_RUNS), data_root, tmp_path / "log"
+    )
     local_reference(run_args(local_results, "--seeds", "0,1", methods=FOUR_RUNS), data_root)
     output = finish(process, tmp_path / "log")
     assert process.returncode == 0, output
@@ -96,8 +106,22 @@ def _checkpointed(run: Path, steps: int) -> bool:
     return status["status"] == "running" and 10 <= status["step"] < steps // 2
 
 
+def wait_for_checkpoint(process: subprocess.Popen[bytes], results: Path, log: Path) -> int | None:
+    """Wait until the driver holds the run's first checkpoint; the pid of the worker process
+    training it (from the driver's "on node" line), or None if the command ended first."""
+    steps = int(LONG_RUN[1])
+    deadline = time.monotonic() + 180
+    while process.poll() is None and time.monotonic() < deadline:
+        pids = re.findall(r": on node \S+ \(pid (\d+)\)", log.read_text())
+        runs = run_folders(results) if results.exists() else []
+        if pids and runs and _checkpointed(runs[0], steps):
+            return int(pids[0])
+        time.sleep(0.005)
+    return None
+
+
 def test_a_killed_worker_resumes_its_run_from_the_checkpoint_on_the_driver(
-    cluster: LocalCluster, data_root: Path, tmp_path: Path
+    cluster: LocalCluster, data_root: Path, tmp_path: Path, long_reference: Path
 ) -> None:
     """SIGKILL the worker process training the run, after its first checkpoint reached the
     driver: Ray runs the task again, the new attempt resumes from that checkpoint (not step 0),
@@ -105,17 +129,9 @@ def test_a_killed_worker_resumes_its_run_from_the_checkpoint_on_the_driver(
     results, log = tmp_path / "ray", tmp_path / "log"
     extra = (*LONG_RUN, "--executor", "ray", "--address", cluster.address)
     process = start_driver(run_args(results, *extra), data_root, log)
-    steps = int(LONG_RUN[1])
-    killed = None
-    deadline = time.monotonic() + 180
-    while killed is None and process.poll() is None and time.monotonic() < deadline:
-        pids = re.findall(r": on node \S+ \(pid (\d+)\)", log.read_text())
-        runs = run_folders(results) if results.exists() else []
-        if pids and runs and _checkpointed(runs[0], steps):
-            killed = int(pids[0])
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.005)
-    reference = local_reference(run_args(tmp_path / "local", *LONG_RUN), data_root)
+    killed = wait_for_checkpoint(process, results, log)
+    if killed is not None:
+        os.kill(killed, signal.SIGKILL)
     output = finish(process, log)
     assert killed is not None, f"the run ended before it could be killed:\n{output}"
     assert process.returncode == 0, output
@@ -124,5 +140,46 @@ def test_a_killed_worker_resumes_its_run_from_the_checkpoint_on_the_driver(
     assert re.search(rf"{run.name}: on node \S+ \(pid \d+, attempt 2\)", output), output
     resumed = re.findall(rf"{run.name}: resuming at step (\d+)", output)
     assert resumed and int(resumed[0]) >= 10, output
-    assert_same_results(run, reference / run.name)
+    assert_same_results(run, long_reference)
     assert not (run / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_cancels_the_runs_and_the_same_command_resumes_them(
+    cluster: LocalCluster, data_root: Path, tmp_path: Path, long_reference: Path
+) -> None:
+    """Ctrl-C of the driver: exit 130, the run checkpointed and recorded as interrupted in the
+    driver's folder; the same command again resumes it to the uninterrupted result."""
+    results, log = tmp_path / "ray", tmp_path / "log"
+    args = run_args(results, *LONG_RUN, "--executor", "ray", "--address", cluster.address)
+    process = start_driver(args, data_root, log)
+    assert wait_for_checkpoint(process, results, log) is not None, log.read_text()
+    process.send_signal(signal.SIGINT)
+    output = finish(process, log)
+    assert process.returncode == 130, output
+    assert "Run the same command again to resume" in output
+    (run,) = run_folders(results)
+    status = read_status(run)
+    assert status["status"] == "interrupted" and status["step"] >= 10, (status, output)
+    assert (run / "checkpoint.pt").exists()
+    process = start_driver(args, data_root, tmp_path / "log2")
+    output = finish(process, tmp_path / "log2")
+    assert process.returncode == 0, output
+    assert re.search(rf"{run.name}: resuming at step {status['step']}", output), output
+    assert read_status(run)["status"] == "completed"
+    assert_same_results(run, long_reference)
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus(
+    cluster: LocalCluster, data_root: Path, tmp_path: Path
+) -> None:
+    results = local_reference(run_args(tmp_path / "results"), data_root)
+    before = file_hashes(results)
+    args = run_args(results, "--device", "cuda", "--executor", "ray", "--address", cluster.address)
+    process = start_driver(args, data_root, tmp_path / "log")
+    output = finish(process, tmp_path / "log", timeout=120)
+    assert process.returncode == 2, output
+    assert "Traceback" not in output
+    message = " ".join(output[output.index("Error:") :].split())
+    assert "--device cuda asks the Ray cluster for one GPU per run, but it has none" in message
+    assert "--device cpu" in message
+    assert file_hashes(results) == before
