@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from dml_bench.cli.executor_options import executor_options
+
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """:func:`dml_bench.cli.main.user_errors`, looked up when the command runs."""
@@ -53,7 +55,13 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Optuna storage URL, e.g. postgresql://USER:PASS@HOST/DB, shared by every worker on "
     "every machine (default: RESULTS_DIR/tuning/studies.db, SQLite).",
 )
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes here.")
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes here (with --executor ray: worker tasks on the cluster).",
+)
 @click.option(
     "--heartbeat",
     type=int,
@@ -79,6 +87,7 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="As for run.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path))
+@executor_options
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
@@ -89,6 +98,7 @@ def tune(**options: Any) -> None:
     the same command again (here or, with --storage, on other machines) to continue or join.
     Then `dml-bench run --tuned` trains each method at its best parameters.
     """
+    from dml_bench.cli.executor_options import executor_settings
     from dml_bench.cli.main import EXIT_INTERRUPTED, configure_logging
     from dml_bench.cli.run_options import request_from_options
     from dml_bench.tune import TuneRequest, plan_study
@@ -96,6 +106,7 @@ def tune(**options: Any) -> None:
     from dml_bench.tune.storage import mask_url
 
     configure_logging(options["verbose"])
+    settings = executor_settings(options)
     experiment = request_from_options({**options, "seeds": str(options["seed"])})
     request = TuneRequest(
         experiment=experiment,
@@ -108,8 +119,9 @@ def tune(**options: Any) -> None:
         workers=options["workers"],
         heartbeat_s=options["heartbeat"],
     )
-    plan = plan_study(request)
-    prepare(plan)
+    here = settings.kind == "local"
+    plan = plan_study(request, device_here=here)
+    prepare(plan, device_here=here)
     progress = None
     if not options["no_progress"]:
         from tqdm import tqdm
@@ -117,11 +129,17 @@ def tune(**options: Any) -> None:
         progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
     click.echo(
         f"study {plan.group} in {mask_url(plan.storage)}: {', '.join(plan.methods)}, "
-        f"{plan.budget.describe()} each, {options['workers']} worker(s)",
+        f"{plan.budget.describe()} each, {options['workers']} worker(s)"
+        + (" on a Ray cluster" if not here else ""),
         err=True,
     )
     try:
-        outcome = tune_locally(plan, options["workers"], progress)
+        if here:
+            outcome = tune_locally(plan, options["workers"], progress)
+        else:
+            from dml_bench.execute.trials import tune_on_cluster
+
+            outcome = tune_on_cluster(plan, settings, options["workers"], progress)
     except KeyboardInterrupt:
         click.echo(
             "\nInterrupted: finished trials are kept in the study; the running trial is recorded "

@@ -71,6 +71,17 @@ def _resources(ray: ModuleType) -> str:
     return f"{nodes} node(s), {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
 
 
+def start_mirror(ray: ModuleType, results_dir: Path) -> Any:
+    """The :class:`RunMirror` actor, on this (the driver's) node: it writes into results_dir."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    actor = ray.remote(RunMirror).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+    )
+    return actor.remote(str(results_dir))
+
+
 @dataclass
 class _Submitted:
     index: int
@@ -108,15 +119,7 @@ class _Driver:
         self.progress = progress
         self.board = _Board()
         self.bar: Any = None
-
-    def start_mirror(self) -> Any:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        here = self.ray.get_runtime_context().get_node_id()
-        actor = self.ray.remote(RunMirror).options(
-            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
-        )
-        return actor.remote(str(self.results_dir))
+        self.threads = max(1, int(settings.cpus_per_run))
 
     def run(self, configs: Sequence[RunConfig], rerun: bool) -> list[RunOutcome]:
         outcomes: dict[int, RunOutcome] = {}
@@ -140,7 +143,7 @@ class _Driver:
 
     def train(self, claimed: list[_Submitted]) -> dict[int, RunOutcome]:
         ray = self.ray
-        mirror = self.start_mirror()
+        mirror = start_mirror(ray, self.results_dir)
         ray.get(mirror.allow.remote([item.folder.run_id for item in claimed]))
         task = ray.remote(train_on_node)
         running = {
@@ -149,7 +152,7 @@ class _Driver:
                 max_retries=RETRIES,
                 retry_exceptions=False,
                 name=f"dml-bench {item.folder.run_id}",
-            ).remote(item.config, item.folder.run_id, mirror): item
+            ).remote(item.config, item.folder.run_id, mirror, self.threads): item
             for item in claimed
         }
         if self.progress is not None:

@@ -81,6 +81,7 @@ class RunMirror:
         self.allowed: set[str] = set()
         self.attempts: dict[str, int] = {}
         self.events: list[Event] = []
+        self.trees: set[str] = set()
 
     def allow(self, run_ids: list[str]) -> None:
         """Run folders the driver has claimed: the only ones written."""
@@ -114,6 +115,20 @@ class RunMirror:
             (folder / checked_name(name)).unlink(missing_ok=True)
         return True
 
+    def allow_tree(self, prefix: str) -> None:
+        """A folder every worker of a tuning study writes into (each trial its own folder)."""
+        self.trees.add(prefix)
+
+    def put_tree(self, prefix: str, files: list[tuple[str, bytes]]) -> None:
+        """Write the files of finished trials under ``results_dir/prefix`` (each atomically).
+        A trial folder is written by the one worker that ran the trial: no attempts needed."""
+        if prefix not in self.trees:
+            raise ValueError(f"{prefix!r} was not opened by this command")
+        for name, data in files:
+            path = self.results_dir / checked_name(prefix) / checked_name(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+
     def report(self, event: Event) -> None:
         self.events.append(event)
 
@@ -123,7 +138,7 @@ class RunMirror:
         return events
 
 
-def _signature(path: Path) -> tuple[int, int, int]:
+def signature(path: Path) -> tuple[int, int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
@@ -146,13 +161,13 @@ class MirroredFolder(RunFolder):
 
     def mark_synced(self) -> None:
         """The folder as it is now is what the driver holds (just unpacked from a snapshot)."""
-        self.synced = {rel: _signature(p) for rel, p in record_files(self.path).items()}
+        self.synced = {rel: signature(p) for rel, p in record_files(self.path).items()}
 
     def sync(self) -> None:
         """Push every file changed since the last push (``status.json`` last) and the names of
         files deleted since; raise :class:`Superseded` if a newer attempt has started."""
         current = (
-            {rel: _signature(p) for rel, p in record_files(self.path).items()}
+            {rel: signature(p) for rel, p in record_files(self.path).items()}
             if self.path.exists()
             else {}
         )

@@ -79,10 +79,16 @@ def logs_to_driver(mirror: Any, run_id: str, node: str) -> Iterator[None]:
         root.setLevel(level)
 
 
-def train_on_node(config: RunConfig, run_id: str, mirror: Any) -> RunOutcome | RemoteUserError:
-    """Train (or resume) the run ``run_id``, whose folder the driver holds, on this node."""
+def train_on_node(
+    config: RunConfig, run_id: str, mirror: Any, threads: int
+) -> RunOutcome | RemoteUserError:
+    """Train (or resume) the run ``run_id``, whose folder the driver holds, on this node, with
+    ``threads`` torch threads (the cores it reserved: on CPU the result depends on the number of
+    threads, so it is the same on every node and in every attempt)."""
     import ray
+    import torch
 
+    torch.set_num_threads(threads)
     node = node_name()
     scratch = Path(tempfile.mkdtemp(prefix="dml-bench-run-"))
     try:

@@ -46,10 +46,12 @@ class TuneOutcome:
     wall_s: float
 
 
-def preflight(plan: StudyPlan) -> None:
-    """What a trial would meet at start-up, checked once per method before anything is written."""
+def preflight(plan: StudyPlan, device_here: bool = True) -> None:
+    """What a trial would meet at start-up, checked once per method before anything is written
+    (``device_here=False``: the trials train on a cluster, whose devices are checked there)."""
     for config in plan.base:
-        resolve_device(config.device)
+        if device_here:
+            resolve_device(config.device)
         source = load_fold_source(config, plan.budget.folds)
         data = fold_data(source, plan.budget.folds, 0, plan.budget.seed)
         needs = METHODS.get(config.method).batch_needs(config.method_config)
@@ -89,9 +91,9 @@ def describe_counts(now: dict[str, Counts]) -> str:
     return f"done {done}, pruned {pruned}, failed {failed}; best {best or '-'}"
 
 
-def prepare(plan: StudyPlan) -> None:
+def prepare(plan: StudyPlan, device_here: bool = True) -> None:
     """Every check, then create or join the study group's studies (the first write)."""
-    preflight(plan)
+    preflight(plan, device_here)
     create_or_join(plan)
 
 

@@ -92,8 +92,9 @@ class StudyPlan:
         }
 
 
-def plan_study(request: TuneRequest) -> StudyPlan:
-    """Resolve and check the request; raises a :class:`~dml_bench.errors.UserError`."""
+def plan_study(request: TuneRequest, *, device_here: bool = True) -> StudyPlan:
+    """Resolve and check the request; raises a :class:`~dml_bench.errors.UserError`.
+    ``device_here=False``: the trials train on a cluster, whose devices its executor checks."""
     check_counts(request)
     experiment = request.experiment
     if len(experiment.seeds) != 1:
@@ -110,7 +111,9 @@ def plan_study(request: TuneRequest) -> StudyPlan:
                 "so it cannot be tuned. Drop it from --methods, or give its spec a search_space "
                 "of dml_bench.methods.SearchParam entries (see dml_bench/methods/space.py)."
             )
-    configs = [untuned_trial_base(c, request) for c in plan_runs(experiment)]
+    configs = [
+        untuned_trial_base(c, request) for c in plan_runs(experiment, device_here=device_here)
+    ]
     if any(c.variant != c.method for c in configs):
         raise ConfigError(
             "--set METHOD.FIELD=a,b sweeps cannot be tuned (each trial picks its own values). "

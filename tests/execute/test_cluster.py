@@ -7,6 +7,7 @@ metric of every evaluation must equal the local run's exactly.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -183,3 +184,28 @@ def test_a_gpu_request_on_a_cluster_without_gpus(
     assert "--device cuda asks the Ray cluster for one GPU per run, but it has none" in message
     assert "--device cpu" in message
     assert file_hashes(results) == before
+
+
+def test_tune_workers_are_ray_tasks_and_trial_records_come_back(
+    cluster: LocalCluster, data_root: Path, tmp_path: Path
+) -> None:
+    """Two tuning workers, one per node, share the study's budget exactly; every finished
+    trial's folder reaches the driver's results directory and holds its objective."""
+    from tests.cli.test_tune import finished, trials_of, tune_args
+
+    results, log = tmp_path / "results", tmp_path / "log"
+    extra = ("--study", "s", "--workers", "2", "--executor", "ray", "--address", cluster.address)
+    process = start_driver(tune_args(results, *extra, trials=4), data_root, log)
+    output = finish(process, log)
+    assert process.returncode == 0, output
+    assert len(set(re.findall(r"tuning worker \d on node (\S+)", output))) == 2, output
+    record = json.loads((results / "tuning" / "s" / "study.json").read_text())
+    assert record["sessions"][-1]["executor"].startswith("ray ")
+    trials = trials_of(results, "s", "proxy_nca")
+    assert len(finished(trials)) == 4 and not [t for t in trials if t.state.name == "RUNNING"]
+    for t in finished(trials):
+        metrics = results / "tuning" / "s" / "proxy_nca" / f"trial-{t.number:04d}" / "fold-0"
+        rows = (metrics / "metrics.csv").read_text().strip().splitlines()
+        if t.state.name == "COMPLETE":
+            header = rows[0].split(",")
+            assert float(rows[-1].split(",")[header.index("map@r")]) == pytest.approx(t.value)
