@@ -31,7 +31,7 @@ from dml_bench.execute.mirror import Event, RunMirror
 from dml_bench.execute.remote import RemoteUserError, train_on_node
 from dml_bench.execute.settings import ExecutorSettings
 from dml_bench.store.records import CONFIG_FILE
-from dml_bench.store.write import RunFolder, claim_run
+from dml_bench.store.write import RunFolder, claim_run, read_status_record
 from dml_bench.train.config import RunConfig
 from dml_bench.train.experiment import RunOutcome, forget_if_empty, runs_to_train
 from dml_bench.train.loop import ProgressFactory
@@ -235,7 +235,5 @@ class _Driver:
 
 
 def _step(folder: RunFolder) -> int:
-    from dml_bench.store.write import read_status_record
-
     record = read_status_record(folder.path)
     return 0 if record is None else record.step

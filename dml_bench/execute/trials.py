@@ -16,6 +16,7 @@ by Ray (its running trial is failed by its stale heartbeat and queued again, as 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ from dml_bench.store.read import TUNING_FOLDER
 from dml_bench.tune.local import ProgressFactory, StudyProgress, TuneOutcome
 from dml_bench.tune.plan import StudyPlan
 from dml_bench.tune.record import export_study, now
+
+logger = logging.getLogger(__name__)
 
 
 def tune_on_cluster(
@@ -109,9 +112,6 @@ def _run_workers(
 
 
 def _show(ray: ModuleType, mirror: Any) -> None:
-    import logging
-
-    logger = logging.getLogger(__name__)
     for event in ray.get(mirror.drain.remote()):
         logger.log(event.level or logging.INFO, "[%s] %s", event.node, event.message)
 
@@ -140,7 +140,7 @@ def tune_on_node(plan: StudyPlan, index: int, mirror: Any, threads: int) -> Remo
 
     name = f"worker {index}"
     message = f"tuning worker {index} on node {node} (pid {os.getpid()})"
-    mirror.report.remote(Event(name, "log", node, os.getpid(), level=20, message=message))
+    mirror.report.remote(Event(name, "log", node, os.getpid(), level=logging.INFO, message=message))
     try:
         with logs_to_driver(mirror, name, node):
             try:

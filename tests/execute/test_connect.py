@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from click.testing import Result
 
+from dml_bench.execute import ExecutorSettings
+from dml_bench.execute.connect import ClusterError, check_cluster
 from tests.cli.helpers import describe, file_hashes, invoke, run_args, shared_data_root
 from tests.execute.ray_cluster import free_port
 
@@ -102,3 +106,51 @@ def test_the_local_executor_imports_no_ray(tmp_path: Path, data_root: Path) -> N
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "no ray" in done.stdout, done.stdout + done.stderr
     assert (tmp_path / "results").is_dir() and any((tmp_path / "results").iterdir())
+
+
+def fake_ray(*nodes: dict[str, object], here: str = "10.0.0.1") -> Any:
+    """What check_cluster and check_storage read of Ray: the nodes and this node's address."""
+    return SimpleNamespace(
+        nodes=lambda: [{"Alive": True, **n} for n in nodes],
+        util=SimpleNamespace(get_node_ip_address=lambda: here),
+    )
+
+
+def config(device: str = "cpu") -> Any:
+    return SimpleNamespace(device=device)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "device", "cpus", "named"),
+    [
+        ([{"Resources": {"CPU": 8.0}}], "cuda", 1.0, ["has none (1 node(s), 8 CPUs, 0 GPUs)"]),
+        (
+            [{"Resources": {"CPU": 8.0, "GPU": 1.0}}],
+            "cuda:1",
+            1.0,
+            ["--device cuda:1", "--device cuda."],
+        ),
+        (
+            [{"Resources": {"CPU": 2.0}}, {"Resources": {"CPU": 4.0}}],
+            "cpu",
+            6.0,
+            ["6 CPU cores", "no node"],
+        ),
+    ],
+    ids=["no_gpu", "cuda_n", "cpus_on_no_node"],
+)
+def test_a_plan_the_cluster_cannot_hold_is_refused(
+    nodes: list[dict[str, object]], device: str, cpus: float, named: list[str]
+) -> None:
+    settings = ExecutorSettings("ray", cpus_per_run=cpus)
+    with pytest.raises(ClusterError) as error:
+        check_cluster(fake_ray(*nodes), [config(device)], settings)
+    for value in named:
+        assert value in str(error.value)
+
+
+def test_a_plan_the_cluster_can_hold_passes() -> None:
+    nodes = [{"Resources": {"CPU": 2.0}}, {"Resources": {"CPU": 4.0, "GPU": 2.0}}]
+    check_cluster(
+        fake_ray(*nodes), [config("cuda"), config("cpu")], ExecutorSettings("ray", cpus_per_run=4)
+    )
