@@ -100,11 +100,8 @@ class _Board:
     def postfix(self) -> str:
         per_node = collections.Counter(self.where.values())
         nodes = ", ".join(f"{node} x{n}" for node, n in sorted(per_node.items()))
-        return (
-            f"running {len(self.where)}"
-            + (f" ({nodes})" if nodes else "")
-            + (f", failed {self.failed}")
-        )
+        where = f" ({nodes})" if nodes else ""
+        return f"running {len(self.where)}{where}, failed {self.failed}"
 
 
 class _Driver:
