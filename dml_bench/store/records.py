@@ -215,6 +215,11 @@ NOT_COMPARED_FIELDS = frozenset(
 )
 
 
+#: Run options a tuning study searches per method (``dml_bench.methods.space.TUNABLE_RUN_OPTIONS``,
+#: repeated here so that the store imports no method code; a test keeps the two equal).
+TUNED_RUN_FIELDS = frozenset({"lr", "weight_decay"})
+
+
 def comparison_key(dataset: str, setup: Mapping[str, Any], tuning: Any) -> dict[str, Any]:
     """What runs of different methods must share to be compared: the one definition.
 
@@ -225,9 +230,14 @@ def comparison_key(dataset: str, setup: Mapping[str, Any], tuning: Any) -> dict[
     run records it under ``tuning.budget``). The sampler and the method's fields are the
     method's own. It lives with the record format because it is a statement about the recorded
     fields, read the same way from every schema (schema 0 records have their legacy setup).
+
+    A tuned run's learning rate (:data:`TUNED_RUN_FIELDS`) is the method's own, like its config:
+    a study chooses it per method within the one budget, as the Reality Check prescribes, so
+    tuned runs of one budget are compared whatever learning rate each method's study chose.
     """
-    key = {k: v for k, v in setup.items() if k not in NOT_COMPARED_FIELDS}
     budget = tuning.get("budget") if isinstance(tuning, Mapping) else None
+    own = NOT_COMPARED_FIELDS | (TUNED_RUN_FIELDS if budget is not None else frozenset())
+    key = {k: v for k, v in setup.items() if k not in own}
     return {"dataset": dataset, **key, "tuning_budget": budget}
 
 

@@ -83,14 +83,14 @@ def test_two_csv_files_of_one_name_are_two_named_groups(make_run: RunWriter, res
 def test_the_comparison_key_is_everything_but_the_method() -> None:
     setup = {"steps": 100, "lr": 0.001, "diagnostics": True, "dataset.path": "a.csv"}
     key = comparison_key("csv", setup, {"study": "s", "trial": 3, "budget": {"trials": 12}})
-    assert key == {
+    assert key == {  # a tuned run's lr is its study's choice, not the set-up
         "dataset": "csv",
         "steps": 100,
-        "lr": 0.001,
         "dataset.path": "a.csv",
         "tuning_budget": {"trials": 12},
     }
-    assert comparison_key("csv", setup, None)["tuning_budget"] is None
+    untuned = comparison_key("csv", setup, None)
+    assert untuned["tuning_budget"] is None and untuned["lr"] == 0.001
 
 
 def test_tuning_budgets_split_groups(make_run: RunWriter, results: Path) -> None:

@@ -164,3 +164,22 @@ def test_summary_record_json_and_times_of_any_schema() -> None:
     assert SummaryRecord.times(data) == (1.5, 10.0)
     assert SummaryRecord.times({"train_seconds": "x"}) == (None, None)
     assert schema_of({}, "summary.json") == 0
+
+
+def test_a_tuned_runs_learning_rate_is_its_own_but_an_untuned_runs_is_set_up() -> None:
+    from dml_bench.methods.space import TUNABLE_RUN_OPTIONS
+    from dml_bench.store.records import TUNED_RUN_FIELDS, comparison_key
+
+    assert TUNED_RUN_FIELDS == TUNABLE_RUN_OPTIONS
+    tuning = {"study": "s", "budget": "12 trials x 600 steps"}
+    a = {"steps": 600, "lr": 0.0016, "weight_decay": 0.0, "batch_size": 64}
+    b = {"steps": 600, "lr": 0.0027, "weight_decay": 1e-4, "batch_size": 64}
+    # tuned with one budget: comparable whatever lr each study chose
+    assert comparison_key("hershey", a, tuning) == comparison_key("hershey", b, tuning)
+    # untuned, or tuned with another budget: lr is part of the set-up / the budget differs
+    assert comparison_key("hershey", a, None) != comparison_key("hershey", b, None)
+    other = {**tuning, "budget": "20 trials x 600 steps"}
+    assert comparison_key("hershey", a, tuning) != comparison_key("hershey", a, other)
+    # the rest of the set-up still separates tuned runs
+    c = {**a, "batch_size": 32}
+    assert comparison_key("hershey", a, tuning) != comparison_key("hershey", c, tuning)
