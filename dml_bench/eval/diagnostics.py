@@ -223,5 +223,27 @@ def order_agreement(
     return float((data_order == proxy_order).float().mean())
 
 
+@torch.no_grad()
+def order_ties(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    proxy_loss: Proxies,
+    triplets: torch.Tensor,
+) -> float:
+    """Fraction of triplets whose positive and negative share a proxy (``p(y) == p(z)``; RQ3).
+
+    The proxies cannot order such a triplet at all, and :func:`order_agreement` counts it as
+    agreeing only where the data does not rank y first: a share of ties above about half the
+    triplets pulls agreement below chance (0.5) without any order being reversed. Static
+    assignment with one proxy per class never ties; dynamic assignment ties when points of
+    different classes share their nearest proxy (at the start, when the untrained network puts
+    every point close together)."""
+    if len(triplets) == 0:
+        return math.nan
+    assigned = proxy_loss.assign(embeddings, labels)
+    _, positive, negative = triplets.to(labels.device).unbind(dim=1)
+    return float((assigned[positive] == assigned[negative]).float().mean())
+
+
 def _sq_norm(difference: torch.Tensor) -> torch.Tensor:
     return difference.pow(2).sum(dim=1)

@@ -224,14 +224,21 @@ def proxy_diagnostics(loss: nn.Module, batch: DiagnosticBatch) -> dict[str, floa
     RQ1: the paper's bound compared term by term on the diagnostic batch
     (:func:`~dml_bench.eval.diagnostics.proxy_bound_terms`); RQ3: how often proxies keep the order
     of distances on ``batch.num_samples`` triplets drawn from ``batch.generator``
-    (:func:`~dml_bench.eval.diagnostics.order_agreement`).
+    (:func:`~dml_bench.eval.diagnostics.order_agreement`), and the share of those triplets the
+    proxies cannot order (:func:`~dml_bench.eval.diagnostics.order_ties`).
     """
-    from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
+    from dml_bench.eval.diagnostics import (
+        order_agreement,
+        order_ties,
+        proxy_bound_terms,
+        sample_triplets,
+    )
 
     if not isinstance(loss, ProxyLoss):
         raise TypeError(f"proxy diagnostics need a ProxyLoss, got {type(loss).__name__}")
     embeddings, labels = batch.embeddings, batch.labels
     terms = proxy_bound_terms(embeddings, labels, loss)
     triplets = sample_triplets(labels.cpu(), batch.num_samples, batch.generator).to(labels.device)
+    terms["order_ties"] = order_ties(embeddings, labels, loss, triplets)
     terms["order_agreement"] = order_agreement(embeddings, labels, loss, triplets)
     return terms

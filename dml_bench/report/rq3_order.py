@@ -25,23 +25,47 @@ from dml_bench.report.text import (
 )
 
 COLUMN = "order_agreement"
+#: The share of triplets whose positive and negative share a proxy (logged beside agreement).
+TIES = "order_ties"
+CHANCE = 0.5
 
 
 @dataclass(frozen=True)
 class OrderFinding:
-    """RQ3 for one method on one dataset: order agreement at the first and the last row."""
+    """RQ3 for one method on one dataset: order agreement at the first and the last row, and
+    the share of tied triplets (p(y) = p(z)) there when the runs logged it."""
 
     label: str
     dataset: str
     start: Interval
     end: Interval
+    ties_start: Interval | None = None
+    ties_end: Interval | None = None
 
     def sentence(self) -> str:
-        return (
+        text = (
             f"For {self.label} on {self.dataset}, proxies kept the order of distances in "
             f"{fmt_pct(self.end.mean)} of sampled triplets at the end of training "
             f"({interval_text(self.end, fmt_pct)}), against {fmt_pct(self.start.mean)} at the "
             f"first evaluation."
+        )
+        return text + self.below_chance()
+
+    def below_chance(self) -> str:
+        """Why agreement is below chance at the first evaluation, when it is."""
+        if not self.start.mean < CHANCE:
+            return ""
+        if self.ties_start is None:
+            return (
+                " That is below chance; these runs did not log `order_ties`, so whether shared "
+                "proxies explain it cannot be told (rerun with the current version)."
+            )
+        return (
+            f" That is below chance because {fmt_pct(self.ties_start.mean)} of the triplets "
+            "had p(y) = p(z) there: the proxies cannot order such a triplet, and a tie counts as "
+            "agreeing only where the data does not rank y first (dynamic assignment, where the "
+            f"untrained network puts different classes on one proxy); at the end "
+            f"{fmt_pct(self.ties_end.mean if self.ties_end else float('nan'))} were tied."
         )
 
 
@@ -63,21 +87,34 @@ def findings(prep: Prepared) -> list[OrderFinding]:
             continue
         for label, group in diag.groupby("label", sort=False):
             by_run = group.groupby("run_id")[COLUMN]
+            ties = _ties(group)
             found.append(
                 OrderFinding(
                     str(label),
                     dataset,
                     mean_ci(by_run.first().to_numpy(), bounds=FRACTION),
                     mean_ci(by_run.last().to_numpy(), bounds=FRACTION),
+                    *ties,
                 )
             )
     return found
 
 
+def _ties(group: pd.DataFrame) -> tuple[Interval | None, Interval | None]:
+    """Ties at the first and the last row, when every run of the group logged them."""
+    if TIES not in group or group[TIES].isna().any():
+        return None, None
+    by_run = group.groupby("run_id")[TIES]
+    first, last = by_run.first().to_numpy(), by_run.last().to_numpy()
+    return mean_ci(first, bounds=FRACTION), mean_ci(last, bounds=FRACTION)
+
+
 INTRO = (
     "`order_agreement`: fraction of sampled triplets (x, y, z) of the diagnostic batch for "
     "which d(x, y) < d(x, z) and d(x, p(y)) < d(x, p(z)) agree; mean over seeds with 95% "
-    "t-intervals."
+    "t-intervals. `ties`: the share of those triplets with p(y) = p(z), which the proxies cannot "
+    "order (a tie agrees only where the data does not rank y first); static assignment never "
+    "ties, dynamic assignment ties when classes share a proxy."
 )
 
 
@@ -104,9 +141,22 @@ def section(prep: Prepared, found: list[OrderFinding]) -> Section:
         return out
     out.findings.extend(found)
     rows = [
-        [f.label, f.dataset, str(f.end.n), ci_cell(f.start, fmt_pct), ci_cell(f.end, fmt_pct)]
+        [
+            f.label,
+            f.dataset,
+            str(f.end.n),
+            ci_cell(f.start, fmt_pct),
+            ci_cell(f.end, fmt_pct),
+            "-" if f.ties_start is None else fmt_pct(f.ties_start.mean),
+            "-" if f.ties_end is None else fmt_pct(f.ties_end.mean),
+        ]
         for f in found
     ]
-    out.body.append(markdown_table(["method", "dataset", "seeds", "first row", "end"], rows))
+    out.body.append(
+        markdown_table(
+            ["method", "dataset", "seeds", "first row", "end", "ties: first row", "ties: end"],
+            rows,
+        )
+    )
     out.body.extend(answer_lines(found, lambda f: f.label, prep.headline_labels))
     return out

@@ -8,7 +8,12 @@ import math
 import pytest
 import torch
 
-from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
+from dml_bench.eval.diagnostics import (
+    order_agreement,
+    order_ties,
+    proxy_bound_terms,
+    sample_triplets,
+)
 from dml_bench.methods.proxy_nca import StaticProxyNCALoss
 from dml_bench.methods.proxy_nca_dynamic import DynamicProxyNCALoss
 
@@ -174,6 +179,27 @@ def test_order_agreement_matches_brute_force(dynamic: bool) -> None:
     value = order_agreement(embeddings, labels, loss, triplets)
     assert value == pytest.approx(sum(agree) / len(agree))
     assert 0.0 < value < 1.0  # random proxies keep some orders and break others
+
+
+def test_ties_are_the_triplets_whose_positive_and_negative_share_a_proxy() -> None:
+    static = StaticProxyNCALoss(4, 3)
+    embeddings, labels = _batch(4, 4, 3, seed=6)
+    triplets = sample_triplets(labels, 300, torch.Generator().manual_seed(2))
+    assert order_ties(embeddings, labels, static, triplets) == 0.0  # one proxy per class
+    dynamic = DynamicProxyNCALoss(4, 3)
+    p = dynamic.assign(embeddings, labels).tolist()
+    tied = [p[y] == p[z] for _, y, z in triplets.tolist()]
+    assert order_ties(embeddings, labels, dynamic, triplets) == pytest.approx(sum(tied) / len(tied))
+    # every point on one proxy: all tied, and agreement falls to the share the data misorders
+    with torch.no_grad():
+        dynamic.proxies.zero_()
+        dynamic.proxies[:, 0] = 1.0
+    assert order_ties(embeddings, labels, dynamic, triplets) == 1.0
+    a, y, z = triplets.unbind(dim=1)
+    x = torch.nn.functional.normalize(embeddings, dim=1)
+    data_first = (x[a] - x[y]).pow(2).sum(1) < (x[a] - x[z]).pow(2).sum(1)
+    expected = float((~data_first).float().mean())
+    assert order_agreement(embeddings, labels, dynamic, triplets) == pytest.approx(expected)
 
 
 def test_triplet_term_is_the_same_when_computed_in_anchor_blocks() -> None:

@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from dml_bench.errors import ConfigError, PluginError
-from dml_bench.eval.diagnostics import order_agreement, proxy_bound_terms, sample_triplets
+from dml_bench.eval.diagnostics import (
+    order_agreement,
+    order_ties,
+    proxy_bound_terms,
+    sample_triplets,
+)
 from dml_bench.methods import METHODS
 from dml_bench.methods.base import (
     BatchNeeds,
@@ -216,6 +221,7 @@ def test_proxy_methods_diagnose_with_the_eval_functions(name: str) -> None:
     assert loss is not None
     expected = proxy_bound_terms(data.embeddings, data.labels, loss)
     triplets = sample_triplets(data.labels, 100, torch.Generator().manual_seed(1))
+    expected["order_ties"] = order_ties(data.embeddings, data.labels, loss, triplets)
     expected["order_agreement"] = order_agreement(data.embeddings, data.labels, loss, triplets)
     assert list(got) == list(expected)  # the metrics.csv columns, in their order
     assert got == pytest.approx(expected)
