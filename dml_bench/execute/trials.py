@@ -29,7 +29,12 @@ from dml_bench.errors import UserError
 from dml_bench.execute.cluster import CANCEL_WAIT_S, POLL_S, RETRIES, start_mirror
 from dml_bench.execute.connect import ClusterError, check_cluster, connect, task_resources
 from dml_bench.execute.mirror import record_files, signature
-from dml_bench.execute.remote import RemoteUserError, logs_to_driver, node_name
+from dml_bench.execute.remote import (
+    RemoteUserError,
+    get_keeping_cores,
+    logs_to_driver,
+    node_name,
+)
 from dml_bench.execute.settings import ExecutorSettings
 from dml_bench.store.read import TUNING_FOLDER
 from dml_bench.tune.local import ProgressFactory, StudyProgress, TuneOutcome
@@ -118,7 +123,6 @@ def _show(ray: ModuleType, mirror: Any) -> None:
 
 def tune_on_node(plan: StudyPlan, index: int, mirror: Any, threads: int) -> RemoteUserError | None:
     """One worker of the study on this node; its trial folders go to the driver's mirror."""
-    import ray
     import torch
 
     from dml_bench.execute.mirror import Event
@@ -135,7 +139,7 @@ def tune_on_node(plan: StudyPlan, index: int, mirror: Any, threads: int) -> Remo
         changed = [rel for rel, path in files.items() if sent.get(rel) != signature(path)]
         if changed:
             batch = [(rel, files[rel].read_bytes()) for rel in changed]
-            ray.get(mirror.put_tree.remote(f"{TUNING_FOLDER}/{plan.group}", batch))
+            get_keeping_cores(mirror.put_tree.remote(f"{TUNING_FOLDER}/{plan.group}", batch))
             sent.update({rel: signature(files[rel]) for rel in changed})
 
     name = f"worker {index}"
