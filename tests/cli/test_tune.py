@@ -104,14 +104,21 @@ def test_a_larger_budget_on_the_same_name_is_refused(tuned_results: Path, data_r
     assert file_hashes(tuned_results) == before
 
 
-def test_run_tuned_trains_at_the_best_parameters_and_records_them(
-    tuned_results: Path, data_root: Path
-) -> None:
-    record = json.loads((tuned_results / "tuning" / "s" / "study.json").read_text())
+@pytest.fixture(scope="module")
+def trained(tuned_results: Path, data_root: Path) -> Path:
+    """``tuned_results`` with runs at the study's best parameters (proxy_nca, nca) and one
+    untuned proxy_nca run: a fixture, so that every test reading them finds them whichever
+    worker runs it."""
     result = invoke(run_args(tuned_results, "--tuned", methods="proxy_nca,nca"), data_root)
     assert result.exit_code == 0, describe(result)
     untuned = invoke(run_args(tuned_results, methods="proxy_nca"), data_root)
     assert untuned.exit_code == 0, describe(untuned)
+    return tuned_results
+
+
+def test_run_tuned_trains_at_the_best_parameters_and_records_them(trained: Path) -> None:
+    tuned_results = trained
+    record = json.loads((tuned_results / "tuning" / "s" / "study.json").read_text())
     configs = [
         json.loads(p.read_text()) for p in sorted(tuned_results.glob("hershey-*/config.json"))
     ]
@@ -129,7 +136,8 @@ def test_run_tuned_trains_at_the_best_parameters_and_records_them(
     assert len(plain) == 1 and plain[0]["run_id"] != tuned["proxy_nca"]["run_id"]
 
 
-def test_the_report_has_a_tuning_section(tuned_results: Path, data_root: Path) -> None:
+def test_the_report_has_a_tuning_section(trained: Path, data_root: Path) -> None:
+    tuned_results = trained
     result = invoke(["report", "--results-dir", str(tuned_results)], data_root)
     assert result.exit_code == 0, describe(result)
     report = (tuned_results / "report" / "report.md").read_text()
