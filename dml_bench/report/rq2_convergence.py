@@ -340,27 +340,10 @@ def _figures(out: Section, curves: pd.DataFrame, dataset: str) -> None:
 
 
 def _method_row(f: ConvergenceFinding) -> list[str]:
+    head = [f.label, f.dataset, f.family, str(f.best.n), ci_cell(f.untrained), ci_cell(f.best)]
     if not f.learned:
-        return [
-            f.label,
-            f.dataset,
-            f.family,
-            str(f.best.n),
-            ci_cell(f.untrained),
-            ci_cell(f.best),
-            "did not learn",
-            "not ranked",
-        ]
-    return [
-        f.label,
-        f.dataset,
-        f.family,
-        str(f.best.n),
-        ci_cell(f.untrained),
-        ci_cell(f.best),
-        ci_cell(f.steps, fmt_steps),
-        ci_cell(f.seconds, fmt_seconds),
-    ]
+        return [*head, "did not learn", "not ranked"]
+    return [*head, ci_cell(f.steps, fmt_steps), ci_cell(f.seconds, fmt_seconds)]
 
 
 def _speedup_row(s: SpeedupFinding) -> list[str]:
