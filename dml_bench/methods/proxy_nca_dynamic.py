@@ -92,9 +92,9 @@ loss of this module): at step 200 ``first_batch`` reached Recall@1 0.447 and ord
 Over seeds 0-2 at the tuned glyph defaults (docs/example-report, the
 ``proxy_nca_dynamic[proxy_init=random]`` row), the final Recall@1 is 0.692 [0.632, 0.753] with
 ``first_batch`` and 0.448 [0.272, 0.625] with ``random``, where 23% of the different-class pairs
-of the diagnostic batch (training images) share their nearest proxy at the end. Random proxies no longer stop training, as they
-did under the earlier loss, but many classes end on a shared proxy, so ``first_batch`` is the
-default; ``proxy_init=random`` follows the paper's word "random" (a normalised std-1 Gaussian).
+of the diagnostic batch (training images) share their nearest proxy at the end. Random proxies
+no longer stop training, as they did under the earlier loss, but many classes end on a shared
+proxy, so ``first_batch`` is the default; ``proxy_init=random`` follows the paper's word "random" (a normalised std-1 Gaussian).
 """
 
 
