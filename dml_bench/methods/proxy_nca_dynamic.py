@@ -94,7 +94,8 @@ Over seeds 0-2 at the tuned glyph defaults (docs/example-report, the
 ``first_batch`` and 0.448 [0.272, 0.625] with ``random``, where 23% of the different-class pairs
 of the diagnostic batch (training images) share their nearest proxy at the end. Random proxies
 no longer stop training, as they did under the earlier loss, but many classes end on a shared
-proxy, so ``first_batch`` is the default; ``proxy_init=random`` follows the paper's word "random" (a normalised std-1 Gaussian).
+proxy, so ``first_batch`` is the default; ``proxy_init=random`` follows the paper's word
+"random" (a normalised std-1 Gaussian).
 """
 
 
