@@ -13,7 +13,8 @@ from dml_bench.errors import UserError
 @click.option(
     "--spaces",
     is_flag=True,
-    help="Under each method, what `dml-bench tune` searches and where each range comes from.",
+    help="Under each method, what `dml-bench tune` searches, each value's default (its first "
+    "trial) and where each range comes from.",
 )
 def methods(spaces: bool) -> None:
     """List the registered methods (built-in and plugins)."""
@@ -34,10 +35,34 @@ def methods(spaces: bool) -> None:
             f"{spec.description}"
         )
         if spaces:
+            run_defaults = default_run_options()
             for param in spec.search_space or ():
-                click.echo(f"    {param.describe()} ({param.scope}; {param.citation})")
+                value = getattr(config, param.name, None)
+                if param.scope == "run":
+                    value = run_defaults.get(param.name)
+                outside = param.why_outside(value)
+                note = (
+                    "" if outside is None else f", OUTSIDE the space ({outside}): no defaults trial"
+                )
+                click.echo(
+                    f"    {param.describe()}; default {value!r}{note} "
+                    f"({param.scope}; {param.citation})"
+                )
             if not spec.search_space:
                 click.echo("    no search space: cannot be tuned")
+
+
+def default_run_options() -> dict[str, object]:
+    """RunConfig's own defaults (the ``lr`` a search space's ``scope="run"`` entry starts from)."""
+    import dataclasses
+
+    from dml_bench.train.config import RunConfig
+
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(RunConfig)
+        if f.default is not dataclasses.MISSING
+    }
 
 
 @click.command()

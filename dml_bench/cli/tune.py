@@ -48,6 +48,12 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Train every fold per trial and average (--cv), or only the first (one split).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every trial.")
+@click.option(
+    "--no-defaults-trial",
+    is_flag=True,
+    help="Sample all --trials trials (pure TPE search). By default each method's first trial "
+    "trains its hand-picked defaults, inside the same budget.",
+)
 @click.option("--study", help="Study name (default: the dataset plus a hash of the set-up).")
 @click.option(
     "--storage",
@@ -94,8 +100,8 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def tune(**options: Any) -> None:
     """Tune methods with an equal budget on validation classes carved from the train classes.
 
-    Every method gets --trials trials of --steps steps; the objective is validation MAP@R. Run
-    the same command again (here or, with --storage, on other machines) to continue or join.
+    Every method gets --trials trials of --steps steps; the objective is validation MAP@R. The
+    first trial of each method trains its hand-picked defaults. Run the same command again (here or, with --storage, on other machines) to continue or join.
     Then `dml-bench run --tuned` trains each method at its best parameters.
     """
     from dml_bench.cli.executor_options import executor_settings
@@ -118,6 +124,7 @@ def tune(**options: Any) -> None:
         storage=options["storage"],
         workers=options["workers"],
         heartbeat_s=options["heartbeat"],
+        defaults_trial=not options["no_defaults_trial"],
     )
     here = settings.kind == "local"
     plan = plan_study(request, device_here=here)

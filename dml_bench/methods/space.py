@@ -47,10 +47,28 @@ class SearchParam:
         return f"{self.name}: {self.kind} in [{self.low:g}, {self.high:g}]{scale}"
 
     def contains(self, value: Any) -> bool:
+        return self.why_outside(value) is None
+
+    def why_outside(self, value: Any) -> str | None:
+        """Why ``value`` is not a point of this parameter's space (``None`` when it is one):
+        a categorical value not among the choices, a value of the wrong type, or a number
+        outside ``[low, high]`` (an int range also wants an integer)."""
         if self.kind == "categorical":
-            return value in self.choices
+            return (
+                None if value in self.choices else f"not one of {', '.join(map(str, self.choices))}"
+            )
         assert self.low is not None and self.high is not None
-        return self.low <= value <= self.high
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r} is not a number"
+        if not math.isfinite(value):
+            return f"{value} is not finite"
+        if self.kind == "int" and not float(value).is_integer():
+            return f"{value} is not an integer"
+        if value < self.low:
+            return f"{value:g} is below the range's low bound {self.low:g}"
+        if value > self.high:
+            return f"{value:g} is above the range's high bound {self.high:g}"
+        return None
 
 
 #: The network's learning rate, searched for every built-in method (Adam, from scratch).

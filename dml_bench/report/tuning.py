@@ -39,6 +39,7 @@ class TuningFinding:
     best_value: float | None
     best_params: dict[str, Any] = field(default_factory=dict)
     values: tuple[tuple[int, float], ...] = ()  # (trial number, value) of completed trials
+    defaults: DefaultsTrial | None = None  # None: a record made before defaults trials
 
     def sentence(self) -> str:
         done = f"{self.complete + self.pruned} trials ({self.pruned} pruned, {self.failed} failed)"
@@ -47,8 +48,47 @@ class TuningFinding:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(self.best_params.items()))
         return (
             f"`{self.method}` in study `{self.study}` ({self.budget}): {done}; best validation "
-            f"{self.metric} {self.best_value:.3f} at trial {self.best_trial} ({params})."
+            f"{self.metric} {self.best_value:.3f} at trial {self.best_trial} ({params}); "
+            f"{self.defaults_words()}."
         )
+
+    def defaults_words(self) -> str:
+        """What became of the method's hand-picked defaults, in words (for the sentence)."""
+        d = self.defaults
+        if d is None:
+            return "its defaults were not tried as a trial (a study made before defaults trials)"
+        if d.trial is None:
+            return f"its defaults were not tried as a trial ({d.reason or 'not queued'})"
+        if d.state == "complete" and d.value is not None:
+            won = " (the defaults are the best trial)" if d.trial == self.best_trial else ""
+            return f"its defaults (trial {d.trial}) scored {d.value:.3f}{won}"
+        if d.state == "pruned":
+            at = "" if d.last_step is None else f" at step {d.last_step}"
+            return f"its defaults trial (trial {d.trial}) was pruned{at}"
+        return f"its defaults trial (trial {d.trial}) {_STATE_WORDS.get(str(d.state), d.state)}"
+
+    def gain(self) -> float | None:
+        """Best minus the defaults' validation score (what tuning bought), when both exist."""
+        d = self.defaults
+        if d is None or d.state != "complete" or d.value is None or self.best_value is None:
+            return None
+        return self.best_value - d.value
+
+
+@dataclass(frozen=True)
+class DefaultsTrial:
+    """The study's trial at a method's hand-picked defaults (the record's ``defaults`` entry):
+    ``trial`` is ``None`` when they were not tried, and ``reason`` says why."""
+
+    trial: int | None
+    state: str | None  # complete, pruned, fail, waiting, running
+    value: float | None  # a pruned trial's is its last reported value
+    last_step: int | None
+    reason: str | None = None  # --no-defaults-trial, or the parameters outside the space
+
+
+#: An unfinished or failed defaults trial's state, in words.
+_STATE_WORDS = {"fail": "failed", "waiting": "is queued", "running": "is running"}
 
 
 def _fmt(value: Any) -> str:
@@ -87,9 +127,29 @@ def findings(results_dir: Path, runs: pd.DataFrame | None = None) -> list[Tuning
                     best_value=best.get("value"),
                     best_params=dict(best.get("params", {})),
                     values=values,
+                    defaults=defaults_trial(entry.get("defaults")),
                 )
             )
     return out
+
+
+def defaults_trial(entry: Any) -> DefaultsTrial | None:
+    """The record's ``defaults`` entry as a :class:`DefaultsTrial` (``None`` when absent)."""
+    if not isinstance(entry, dict):
+        return None
+    reason = entry.get("reason")
+    outside = entry.get("outside_space") or {}
+    if outside:
+        params = entry.get("params", {})
+        named = "; ".join(f"{k}={_fmt(params.get(k))} {why}" for k, why in outside.items())
+        reason = f"{reason}: {named}" if reason else named
+    return DefaultsTrial(
+        trial=entry.get("trial"),
+        state=entry.get("state"),
+        value=entry.get("value"),
+        last_step=entry.get("last_step"),
+        reason=reason,
+    )
 
 
 def packaged_records(runs: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -115,6 +175,12 @@ def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = No
         "so do plain `dml-bench run`s on a dataset that ships a study (its defaults from "
         "evidence; `--untuned` for the hand-picked ones)."
     )
+    result.body.append(
+        "Each method's first trial trains its hand-picked defaults inside the same budget (the "
+        "*defaults validation* column says when a study did not: `--no-defaults-trial`, a "
+        "default outside the search space, or a study made before defaults trials), so the best "
+        "trial can only match or beat them on validation; *gain* is what the search bought."
+    )
     rows = [
         [
             f.study,
@@ -122,17 +188,16 @@ def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = No
             f.method,
             f.budget,
             f"{f.complete + f.pruned} ({f.pruned} pruned, {f.failed} failed)",
+            defaults_cell(f.defaults),
             "-" if f.best_value is None else f"{f.best_value:.3f} (trial {f.best_trial})",
+            gain_cell(f),
             ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(f.best_params.items())) or "-",
         ]
         for f in found
     ]
-    result.body.append(
-        markdown_table(
-            ["study", "dataset", "method", "budget", "trials", "best validation", "parameters"],
-            rows,
-        )
-    )
+    headers = ["study", "dataset", "method", "budget", "trials", "defaults validation"]
+    headers += ["best validation", "gain", "parameters"]
+    result.body.append(markdown_table(headers, rows))
     for study in dict.fromkeys(f.study for f in found):
         result.figures[f"tuning_history_{study}"] = history_figure(
             [f for f in found if f.study == study]
@@ -141,8 +206,33 @@ def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = No
     return result
 
 
+def defaults_cell(d: DefaultsTrial | None) -> str:
+    """The table's *defaults validation* cell: the score, or what became of the trial."""
+    if d is None:
+        return "not recorded (study made before defaults trials)"
+    if d.trial is None:
+        return f"not tried ({d.reason or 'not queued'})"
+    if d.state == "complete" and d.value is not None:
+        return f"{d.value:.3f} (trial {d.trial})"
+    if d.state == "pruned":
+        last = "" if d.value is None else f", last {d.value:.3f}"
+        at = "" if d.last_step is None else f" at step {d.last_step}"
+        return f"pruned{at} (trial {d.trial}{last})"
+    return f"{_STATE_WORDS.get(str(d.state), d.state)} (trial {d.trial})"
+
+
+def gain_cell(f: TuningFinding) -> str:
+    gain = f.gain()
+    if gain is None:
+        return "-"
+    if f.defaults is not None and f.defaults.trial == f.best_trial:
+        return "0 (the defaults won)"
+    return f"{gain:+.3f}"
+
+
 def history_figure(found: Sequence[TuningFinding]) -> Figure:
-    """Validation score of each completed trial (dots) and the best so far (line), per method."""
+    """Validation score of each completed trial (dots), the best so far (line) and the defaults
+    trial (an open diamond), per method."""
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.subplots()
     for i, f in enumerate(found):
@@ -153,6 +243,9 @@ def history_figure(found: Sequence[TuningFinding]) -> Figure:
         color = color_for(i)
         ax.scatter(numbers, values, s=14, color=color, alpha=0.6)
         ax.step(numbers, np.maximum.accumulate(values), where="post", color=color, label=f.method)
+        d = f.defaults
+        if d is not None and d.state == "complete" and d.trial is not None and d.value is not None:
+            ax.scatter([d.trial], [d.value], s=60, marker="D", facecolors="none", color=color)
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {found[0].metric if found else ''}")
     ax.set_title(f"Tuning: study {found[0].study if found else ''}")

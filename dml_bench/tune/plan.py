@@ -29,6 +29,9 @@ DEFAULT_METRIC = "map@r"
 #: cross-validation on a laptop; ``--cv`` trains all K folds and averages.
 DEFAULT_FOLDS = 4
 DEFAULT_HEARTBEAT_S = 10
+#: The key of :meth:`StudyPlan.meta` that says whether the study's first trial is each method's
+#: defaults (:mod:`dml_bench.tune.defaults`); studies made before it lack the key.
+DEFAULTS_META = "defaults_trial"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class TuneRequest:
     storage: str | None = None
     workers: int = 1
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    defaults_trial: bool = True  # the first trial trains each method's defaults
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class StudyPlan:
     base: tuple[RunConfig, ...]  # one per method, in the order of ``methods``
     results_dir: Path
     heartbeat_s: int
+    defaults_trial: bool = True
 
     def base_config(self, method: str) -> RunConfig:
         return self.base[self.methods.index(method)]
@@ -89,6 +94,7 @@ class StudyPlan:
             "methods": list(self.methods),
             "budget": dataclasses.asdict(self.budget),
             "setup": {c.method: c.identity() for c in self.base},
+            DEFAULTS_META: self.defaults_trial,
         }
 
 
@@ -129,7 +135,7 @@ def plan_study(request: TuneRequest, *, device_here: bool = True) -> StudyPlan:
     )
     storage = request.storage or default_storage(request.results_dir)
     check_url(storage)
-    group = request.study or default_group(configs, budget)
+    group = request.study or default_group(configs, budget, request.defaults_trial)
     if not group or ":" in group or "/" in group:
         raise ConfigError(
             f"--study {group!r} is not a usable study name: use letters, digits, '-', '_' or "
@@ -144,6 +150,7 @@ def plan_study(request: TuneRequest, *, device_here: bool = True) -> StudyPlan:
         base=tuple(configs),
         results_dir=Path(request.results_dir),
         heartbeat_s=request.heartbeat_s,
+        defaults_trial=request.defaults_trial,
     )
 
 
@@ -183,14 +190,16 @@ def untuned_trial_base(config: RunConfig, request: TuneRequest) -> RunConfig:
     )
 
 
-def default_group(configs: list[RunConfig], budget: Budget) -> str:
-    """A name that the same command always gives, and another set-up never shares."""
-    key = config_hash(
-        {
-            "methods": sorted(c.method for c in configs),
-            "budget": dataclasses.asdict(budget),
-            "setup": sorted(c.identity() for c in configs),
-        },
-        length=8,
-    )
+def default_group(configs: list[RunConfig], budget: Budget, defaults_trial: bool = True) -> str:
+    """A name that the same command always gives, and another set-up never shares
+    (``--no-defaults-trial`` is part of the hash only when given, so the names of studies made
+    before defaults trials existed stay the same)."""
+    identity: dict[str, object] = {
+        "methods": sorted(c.method for c in configs),
+        "budget": dataclasses.asdict(budget),
+        "setup": sorted(c.identity() for c in configs),
+    }
+    if not defaults_trial:
+        identity[DEFAULTS_META] = False
+    key = config_hash(identity, length=8)
     return f"{configs[0].dataset}-{key}"

@@ -4,6 +4,12 @@ One owner of the format: :func:`export_study` writes it (after every ``dml-bench
 from the study's storage, whichever database that is) and :func:`read_studies` reads it. The
 storage stays the source of truth while a study runs; the record is what the results directory
 keeps of it (its URL is recorded with any password masked).
+
+Schema 2 adds, per method, ``defaults`` (what the method's hand-picked values were, whether they
+were tried as the study's first trial and, if not, why; the defaults trial's number, state and
+score: see :func:`dml_bench.tune.defaults.defaults_record`) and a ``defaults`` flag on every
+trial. A schema-1 record (e.g. the shipped glyph study) reads as before: its methods have no
+``defaults`` entry, which readers show as "not recorded".
 """
 
 from __future__ import annotations
@@ -19,13 +25,17 @@ from typing import Any
 from dml_bench.config import to_dict
 from dml_bench.methods import METHODS
 from dml_bench.store.write import atomic_write_json
+from dml_bench.tune.defaults import TRIAL_ATTR as DEFAULTS_TRIAL_ATTR
+from dml_bench.tune.defaults import defaults_record
 from dml_bench.tune.plan import StudyPlan
 from dml_bench.tune.storage import TUNING_FOLDER, mask_url
 from dml_bench.tune.study import count_trials, load_study
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Record versions this code reads (1: before defaults trials; readers treat the field as absent).
+READABLE_VERSIONS = frozenset({1, 2})
 RECORD_FILE = "study.json"
 
 
@@ -77,6 +87,7 @@ def _method_record(plan: StudyPlan, method: str) -> dict[str, Any]:
         "best": None
         if best is None
         else {"trial": best.number, "value": best.value, "params": dict(best.params)},
+        "defaults": defaults_record(study.user_attrs, trials),
         "search_space": [dataclasses.asdict(p) for p in METHODS.get(method).search_space],
         "base_config": to_dict(plan.base_config(method)),
         "trials": [
@@ -88,6 +99,7 @@ def _method_record(plan: StudyPlan, method: str) -> dict[str, Any]:
                 "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
                 "duration_s": t.duration.total_seconds() if t.duration else None,
                 "surplus": bool(t.user_attrs.get("surplus")),
+                "defaults": bool(t.user_attrs.get(DEFAULTS_TRIAL_ATTR)),
             }
             for t in trials
         ],
@@ -108,7 +120,7 @@ def read_studies(results_dir: Path) -> list[dict[str, Any]]:
     if not root.is_dir():
         return []
     records = [read_record(p / RECORD_FILE) for p in sorted(root.iterdir()) if p.is_dir()]
-    return [r for r in records if r is not None and r.get("schema_version") == SCHEMA_VERSION]
+    return [r for r in records if r is not None and r.get("schema_version") in READABLE_VERSIONS]
 
 
 def now() -> str:

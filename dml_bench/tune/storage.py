@@ -10,6 +10,7 @@ the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
         engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     else:
         engine = {"pool_pre_ping": True}
-    try:
+
+    def make() -> Any:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore")
             return RDBStorage(
@@ -72,6 +74,9 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
                 grace_period=3 * heartbeat_s,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
+
+    try:
+        return _retrying_schema_race(make)
     except ImportError:  # Optuna's wording for a missing driver module
         raise StorageError(
             f"--storage {mask_url(url)!r} needs a database driver that is not installed. For "
@@ -85,3 +90,23 @@ def open_storage(url: str, heartbeat_s: int) -> Any:
             "port and database are right, or leave --storage out to use a SQLite file under the "
             "results directory."
         ) from None
+
+
+#: How often opening a storage is retried when another process created its tables meanwhile.
+SCHEMA_RACE_TRIES = 5
+
+
+def _retrying_schema_race(make: Any) -> Any:
+    """``make()``, again when it failed because another process (two commands started at once on
+    a fresh database) created Optuna's tables or version row between our check and our write:
+    Optuna creates them with check-then-create, which is not atomic. Once they exist, opening
+    succeeds."""
+    for attempt in range(SCHEMA_RACE_TRIES - 1):
+        try:
+            return make()
+        except Exception as exc:
+            text = str(exc).lower()
+            if not ("already exists" in text or "unique constraint" in text or "duplicate" in text):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    return make()

@@ -16,17 +16,23 @@ trials, each trained to its end or stopped by the same rule.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from dml_bench.errors import UserError
-from dml_bench.tune.plan import StudyPlan
+from dml_bench.tune.defaults import STUDY_ATTR as DEFAULTS_ATTR
+from dml_bench.tune.defaults import enqueue_defaults
+from dml_bench.tune.plan import DEFAULTS_META, StudyPlan
 from dml_bench.tune.storage import mask_url, open_storage
 
 META_KEY = "dml_bench"
 PRUNER_STARTUP_TRIALS = 3
+#: How long a command joining a study waits for its creator to set it up (a few writes).
+INIT_WAIT_S = 30.0
+INIT_POLL_S = 0.2
 
 
 class StudyConflictError(UserError):
@@ -76,7 +82,13 @@ def load_study(plan: StudyPlan, method: str) -> Any:
 
 
 def create_or_join(plan: StudyPlan) -> None:
-    """Create the group's studies, or join them if they exist with the same set-up."""
+    """Create the group's studies, or join them if they exist with the same set-up.
+
+    The command that creates a method's study (Optuna's storage lets exactly one of several
+    concurrent creators succeed: study names are unique) enqueues the method's defaults trial and
+    only then marks the study initialised (:data:`META_KEY`); a command that finds the study
+    already there waits for that mark before any of its workers runs a trial, so the defaults
+    trial is trial 0 and is enqueued once (:mod:`dml_bench.tune.defaults`)."""
     import optuna
 
     storage = storage_of(plan)
@@ -84,16 +96,30 @@ def create_or_join(plan: StudyPlan) -> None:
     wanted = plan.meta()
     for name in existing:
         study = optuna.load_study(study_name=name, storage=storage)
-        check_same(plan, study.user_attrs.get(META_KEY), wanted)
+        check_same(plan, initialised_meta(study), wanted)
     for method in plan.methods:
-        study = optuna.create_study(
-            study_name=plan.study_name(method),
-            storage=storage,
-            direction="maximize",
-            load_if_exists=True,
-        )
-        if META_KEY not in study.user_attrs:
-            study.set_user_attr(META_KEY, wanted)
+        try:
+            study = optuna.create_study(
+                study_name=plan.study_name(method), storage=storage, direction="maximize"
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=plan.study_name(method), storage=storage)
+            check_same(plan, initialised_meta(study), wanted)
+            continue
+        entry = enqueue_defaults(study, plan.base_config(method), plan.defaults_trial)
+        study.set_user_attr(DEFAULTS_ATTR, entry)
+        study.set_user_attr(META_KEY, wanted)  # last: the study is ready to be joined
+
+
+def initialised_meta(study: Any, wait_s: float | None = None) -> Any:
+    """The study's :data:`META_KEY`, waiting up to ``wait_s`` (default :data:`INIT_WAIT_S`) for a
+    concurrent creator to set it; ``None`` if it never comes (not a dml-bench study)."""
+    deadline = time.monotonic() + (INIT_WAIT_S if wait_s is None else wait_s)
+    while True:
+        meta = study.user_attrs.get(META_KEY)
+        if meta is not None or time.monotonic() >= deadline:
+            return meta
+        time.sleep(INIT_POLL_S)
 
 
 def check_same(plan: StudyPlan, found: Any, wanted: dict[str, Any]) -> None:
@@ -102,8 +128,9 @@ def check_same(plan: StudyPlan, found: Any, wanted: dict[str, Any]) -> None:
     where = f"in {mask_url(plan.storage)}"
     if not isinstance(found, dict):
         raise StudyConflictError(
-            f"A study named {plan.group!r} exists {where} but was not made by dml-bench tune. "
-            "Choose another name with --study NAME."
+            f"A study named {plan.group!r} exists {where} but was not made by dml-bench tune "
+            "(or the command creating it stopped before it was set up). Choose another name "
+            "with --study NAME."
         )
     for key, what in (("dataset", "dataset"), ("methods", "methods"), ("budget", "budget")):
         if found.get(key) != wanted[key]:
@@ -113,6 +140,20 @@ def check_same(plan: StudyPlan, found: Any, wanted: dict[str, Any]) -> None:
                 f"dataset: choose a new name with --study NAME, or repeat the original command "
                 "to continue it."
             )
+    if DEFAULTS_META not in found:  # made before defaults trials: join it as it is
+        found = {**found, DEFAULTS_META: wanted.get(DEFAULTS_META)}
+        if found == wanted:
+            return
+    if found.get(DEFAULTS_META) != wanted.get(DEFAULTS_META):
+        how = (
+            "with a defaults trial; repeat the original command without --no-defaults-trial"
+            if found.get(DEFAULTS_META)
+            else "with --no-defaults-trial; repeat the original command with --no-defaults-trial"
+        )
+        raise StudyConflictError(
+            f"The study {plan.group!r} {where} was started {how} to continue it, or choose a new "
+            "name with --study NAME."
+        )
     raise StudyConflictError(
         f"The study {plan.group!r} {where} exists with other run options or dataset parameters "
         "(batch size, embedding size, ...). Choose a new name with --study NAME, or repeat the "

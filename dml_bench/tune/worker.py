@@ -10,6 +10,10 @@ one at the same moment, the trial with the higher number sees N places ahead of 
 place back at once (recorded as a failed ``surplus`` trial, never trained). A worker killed with
 ``kill -9`` stops beating; after the grace period another worker fails its trial and queues it
 again with the same parameters, so the study still ends with exactly N finished trials.
+
+The first trial of a study is usually its defaults trial (queued by the command that created the
+study, :mod:`dml_bench.tune.defaults`): a worker takes queued trials before sampling new ones
+(Optuna's ``ask``), and its suggestions return the queued values.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dml_bench.methods import METHODS
 from dml_bench.methods.space import SearchParam
 from dml_bench.train.config import RunConfig
 from dml_bench.tune.adapter import train_fold, trial_config
+from dml_bench.tune.defaults import requeue_if_defaults
 from dml_bench.tune.folds import FoldSource, fold_data, load_fold_source
 from dml_bench.tune.plan import StudyPlan
 from dml_bench.tune.storage import TUNING_FOLDER
@@ -119,11 +124,11 @@ def _objective(trial: Any, plan: StudyPlan, method: str, state: WorkerState) -> 
     except ConfigError as exc:  # e.g. two sampled margins in the wrong order: a failed trial
         trial.set_user_attr("reason", str(exc))
         raise RunFailedError(f"invalid parameters {params}: {exc}") from None
-    source = state.source(config)
     budget = plan.budget
     folder = trial_folder(plan, method, trial.number)
     scores = []
     try:
+        source = state.source(config)  # the first trial of a method loads its data: Ctrl-C-able
         for fold in range(budget.folds if budget.cv else 1):
 
             def on_evaluation(row: Any, fold: int = fold) -> None:
@@ -143,6 +148,7 @@ def _objective(trial: Any, plan: StudyPlan, method: str, state: WorkerState) -> 
             trial.set_user_attr(f"fold{fold}_{budget.metric}", score)
     except KeyboardInterrupt:
         trial.set_user_attr("interrupted", True)
+        requeue_if_defaults(trial)
         raise
     except RunFailedError as exc:
         trial.set_user_attr("reason", str(exc))

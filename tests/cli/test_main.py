@@ -109,6 +109,8 @@ def test_methods_spaces_lists_each_searched_value_with_its_range_and_citation() 
         assert len(lines) == len(space)
         for param, line in zip(space, lines, strict=True):
             assert line.startswith(param.describe()) and param.citation in line
+            default = getattr(METHODS.get(name).default_config(), param.name, 1e-3)  # lr: 1e-3
+            assert f"; default {default!r} (" in line and "OUTSIDE" not in line
 
 
 def test_search_param_describe_says_the_range_and_scale() -> None:

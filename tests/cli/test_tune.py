@@ -72,6 +72,19 @@ def test_every_method_gets_exactly_the_budget_and_a_record(tuned_results: Path) 
 
         for param in METHODS.get(method).search_space:
             assert all(param.contains(t.params[param.name]) for t in trials)
+        # the first trial trained the method's hand-picked defaults, and no other trial did
+        defaults = {
+            p.name: getattr(METHODS.get(method).default_config(), p.name, None)
+            for p in METHODS.get(method).search_space
+        }
+        defaults["lr"] = record["methods"][method]["base_config"]["lr"]
+        assert defaults["lr"] == 1e-3
+        assert trials[0].params == defaults and trials[0].user_attrs["defaults"] is True
+        assert [t.number for t in trials if t.params == defaults] == [0]
+        entry = record["methods"][method]["defaults"]
+        assert entry["trial"] == 0 and entry["enqueued"] is True
+        assert entry["value"] == pytest.approx(trials[0].value)
+        assert record["methods"][method]["best"]["value"] >= entry["value"]
         # the objective is the last validation evaluation of the trial's fold
         for t in finished(trials):
             if t.state.name == "COMPLETE":
@@ -143,6 +156,18 @@ def test_the_report_has_a_tuning_section(trained: Path, data_root: Path) -> None
     report = (tuned_results / "report" / "report.md").read_text()
     assert "## Tuning" in report
     assert "3 trials x 12 steps" in report
+    # each method's row shows its defaults trial's validation score next to the best one
+    record = json.loads((tuned_results / "tuning" / "s" / "study.json").read_text())
+    assert "| defaults validation | best validation | gain |" in report
+    for method in ("proxy_nca", "nca"):
+        entry, best = record["methods"][method]["defaults"], record["methods"][method]["best"]
+        row = next(
+            line for line in report.splitlines() if line.startswith(f"| s | hershey | {method} |")
+        )
+        assert (
+            f"| {entry['value']:.3f} (trial 0) | {best['value']:.3f} (trial {best['trial']}) |"
+            in row
+        )
     assert (tuned_results / "report" / "tuning_history_s.png").is_file()
     # the runs compared mix tuned and untuned proxy_nca runs: the answers say so
     assert "not tuned with equal budgets" in report
@@ -180,3 +205,17 @@ def test_tuning_never_embeds_a_test_class(
     assert embedded, "the spy saw no embedding"
     assert not set(embedded) & test_classes
     assert set(embedded) <= train_classes
+
+
+def test_no_defaults_trial_samples_the_first_trial_too(tmp_path: Path, data_root: Path) -> None:
+    results = tmp_path / "results"
+    args = tune_args(results, "--study", "r", "--no-defaults-trial", methods="nca", trials=1)
+    result = invoke(args, data_root)
+    assert result.exit_code == 0, describe(result)
+    (trial,) = trials_of(results, "r", "nca")
+    assert "defaults" not in trial.user_attrs and trial.params != {"scale": 9.0, "lr": 1e-3}
+    record = json.loads((results / "tuning" / "r" / "study.json").read_text())
+    assert record["methods"]["nca"]["defaults"]["reason"] == "--no-defaults-trial"
+    # the same study without the flag is another deal: refused, nothing changed
+    again = invoke(tune_args(results, "--study", "r", methods="nca", trials=1), data_root)
+    assert again.exit_code == 2 and "started with --no-defaults-trial" in again.output

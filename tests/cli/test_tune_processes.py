@@ -86,9 +86,36 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(
     assert code == 130, output
     assert "Run the same command again to continue" in output and "Traceback" not in output
     trials = study_trials(results, "c:proxy_nca")
-    assert [t.state.name for t in trials] == ["FAIL"]
+    # the interrupted trial was the defaults trial: queued again, to run first on resume
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
     assert trials[0].user_attrs.get("interrupted") is True
+    assert trials[1].user_attrs.get("defaults") is True
+    assert trials[1].system_attrs["fixed_params"] == trials[0].params
     result = invoke(args, data_root)
     assert result.exit_code == 0, describe(result)
-    states = [t.state.name for t in study_trials(results, "c:proxy_nca")]
+    trials = study_trials(results, "c:proxy_nca")
+    states = [t.state.name for t in trials]
     assert states.count("COMPLETE") + states.count("PRUNED") == 2 and "RUNNING" not in states
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert [t.number for t in finished if t.params == trials[0].params] == [1]
+
+
+def test_two_commands_started_at_once_on_one_sqlite_study_enqueue_the_defaults_once(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """Two workers (processes) create or join one fresh study at the same moment and share its
+    budget: one of them enqueues the defaults, both take trials."""
+    results = tmp_path / "results"
+    args = tune_args(results, "--study", "w", trials=3)
+    processes = [launch(args, data_root, tmp_path / f"w{i}.log") for i in range(2)]
+    for process in processes:
+        code, output = process.finish(timeout=240)
+        assert code == 0, output
+    trials = study_trials(results, "w:proxy_nca")
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3 and not [t for t in trials if t.state.name == "WAITING"]
+    marked = [t.number for t in trials if t.user_attrs.get("defaults")]
+    assert marked == [0] and trials[0].state.name == "COMPLETE"
+    defaults = trials[0].params
+    assert defaults == {"scale": 9.0, "loss_lr": 0.1, "lr": 1e-3}
+    assert [t.number for t in finished if t.params == defaults] == [0]

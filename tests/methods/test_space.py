@@ -75,3 +75,30 @@ def test_a_parameter_listed_twice_is_refused() -> None:
 def test_a_space_that_is_not_a_tuple_is_refused() -> None:
     with pytest.raises(PluginError, match="must be a tuple"):
         dataclasses.replace(METHODS.get("nca"), search_space=list(METHODS.get("nca").search_space))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "why"),
+    [
+        (
+            SearchParam("s", "float", 0.01, 1, log=True, citation="x"),
+            0.001,
+            "below the range's low bound 0.01",
+        ),
+        (SearchParam("s", "float", 0.01, 1, citation="x"), 2, "above the range's high bound 1"),
+        (SearchParam("s", "int", 1, 20, citation="x"), 2.5, "2.5 is not an integer"),
+        (SearchParam("s", "float", 0, 1, citation="x"), None, "None is not a number"),
+        (SearchParam("s", "float", 0, 1, citation="x"), True, "True is not a number"),
+        (SearchParam("s", "float", 0, 1, citation="x"), math.nan, "nan is not finite"),
+        (SearchParam("s", "categorical", choices=("a", "b"), citation="x"), "c", "not one of a, b"),
+    ],
+)
+def test_a_value_outside_a_space_says_why(param: SearchParam, value: object, why: str) -> None:
+    assert why in str(param.why_outside(value)) and not param.contains(value)
+
+
+def test_the_bounds_and_the_choices_are_inside() -> None:
+    space = SearchParam("s", "float", 0.01, 1, log=True, citation="x")
+    assert space.why_outside(0.01) is None and space.why_outside(1) is None
+    assert SearchParam("s", "int", 1, 20, citation="x").why_outside(20.0) is None
+    assert SearchParam("s", "categorical", choices=("a", "b"), citation="x").contains("b")

@@ -81,3 +81,50 @@ def test_default_study_names_follow_the_setup(tmp_path: Path) -> None:
     assert first.startswith("hershey-") and plan_study(request).group == first
     other = TuneRequest(ExperimentRequest(methods=("nca",)), trials=4, results_dir=tmp_path)
     assert plan_study(other).group != first
+
+
+def test_a_study_made_before_defaults_trials_is_joined_but_the_flag_must_agree(
+    tmp_path: Path,
+) -> None:
+    mine = plan(tmp_path)
+    wanted = mine.meta()  # type: ignore[attr-defined]
+    older = {k: v for k, v in wanted.items() if k != "defaults_trial"}
+    check_same(mine, older, wanted)  # made before defaults trials: joins as it is
+    with pytest.raises(StudyConflictError, match="started with --no-defaults-trial"):
+        check_same(mine, {**wanted, "defaults_trial": False}, wanted)
+    with pytest.raises(StudyConflictError, match="started with a defaults trial"):
+        check_same(mine, wanted, {**wanted, "defaults_trial": False})
+
+
+def test_concurrent_commands_enqueue_the_defaults_once_as_trial_0(tmp_path: Path) -> None:
+    """Four commands create or join one group at the same moment (threads released together):
+    one creates each study and enqueues its defaults, the others wait for it and join."""
+    import threading
+
+    from dml_bench.tune.defaults import TRIAL_ATTR
+    from dml_bench.tune.study import create_or_join, load_study
+
+    mine = plan(tmp_path, methods=("nca", "proxy_nca"))
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def command() -> None:
+        try:
+            barrier.wait()
+            create_or_join(mine)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=command) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for method in ("nca", "proxy_nca"):
+        trials = load_study(mine, method).get_trials()  # type: ignore[arg-type]
+        assert [(t.number, t.state.name, t.user_attrs) for t in trials] == [
+            (0, "WAITING", {TRIAL_ATTR: True})
+        ]
+    create_or_join(mine)  # type: ignore[arg-type]  # a later command (resume) adds none
+    assert len(load_study(mine, "nca").get_trials()) == 1  # type: ignore[arg-type]
