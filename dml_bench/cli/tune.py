@@ -136,7 +136,9 @@ def tune(**options: Any) -> None:
         progress = functools.partial(tqdm, file=sys.stderr, dynamic_ncols=True)
     click.echo(
         f"study {plan.group} in {mask_url(plan.storage)}: {', '.join(plan.methods)}, "
-        f"{plan.budget.describe()} each, {options['workers']} worker(s)"
+        f"{plan.budget.describe()} each"
+        + (", the first at its defaults" if plan.defaults_trial else ", all sampled")
+        + f", {options['workers']} worker(s)"
         + (" on a Ray cluster" if not here else ""),
         err=True,
     )
@@ -158,12 +160,31 @@ def tune(**options: Any) -> None:
 
 
 def format_outcome(plan: Any, outcome: Any) -> str:
+    """The study's table: per method, trials by outcome, the defaults trial's validation score
+    (from the record just written) and the best one."""
+    from dml_bench.tune.record import read_record
+
+    record = read_record(outcome.record) or {}
+    metric = "val " + plan.budget.metric
     lines = [
-        f"{'method':<20} {'done':>5} {'pruned':>7} {'failed':>7} {'best val ' + plan.budget.metric:>14}"
+        f"{'method':<20} {'done':>5} {'pruned':>7} {'failed':>7} {'defaults ' + metric:>18} "
+        f"{'best ' + metric:>14}"
     ]
     for method, c in outcome.counts.items():
         best = "" if c.best is None else f"{c.best:.4f}"
-        lines.append(f"{method:<20} {c.finished:>5} {c.pruned:>7} {c.failed:>7} {best:>14}")
+        entry = record.get("methods", {}).get(method, {}).get("defaults") or {}
+        defaults = _defaults_text(entry)
+        lines.append(
+            f"{method:<20} {c.finished:>5} {c.pruned:>7} {c.failed:>7} {defaults:>18} {best:>14}"
+        )
     lines.append(f"\nRecord: {outcome.record} ({outcome.wall_s:.0f} s this session)")
     lines.append(f"Train at the best parameters: dml-bench run --tuned --study {plan.group}")
     return "\n".join(lines)
+
+
+def _defaults_text(entry: dict[str, Any]) -> str:
+    if entry.get("trial") is None:
+        return "not tried" if entry.get("reason") else ""
+    if entry.get("state") == "complete" and entry.get("value") is not None:
+        return f"{entry['value']:.4f}"
+    return str(entry.get("state") or "")

@@ -212,6 +212,7 @@ def test_no_defaults_trial_samples_the_first_trial_too(tmp_path: Path, data_root
     args = tune_args(results, "--study", "r", "--no-defaults-trial", methods="nca", trials=1)
     result = invoke(args, data_root)
     assert result.exit_code == 0, describe(result)
+    assert "all sampled" in result.output and " not tried " in result.output
     (trial,) = trials_of(results, "r", "nca")
     assert "defaults" not in trial.user_attrs and trial.params != {"scale": 9.0, "lr": 1e-3}
     record = json.loads((results / "tuning" / "r" / "study.json").read_text())
