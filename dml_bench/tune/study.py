@@ -88,7 +88,10 @@ def create_or_join(plan: StudyPlan) -> None:
     concurrent creators succeed: study names are unique) enqueues the method's defaults trial and
     only then marks the study initialised (:data:`META_KEY`); a command that finds the study
     already there waits for that mark before any of its workers runs a trial, so the defaults
-    trial is trial 0 and is enqueued once (:mod:`dml_bench.tune.defaults`)."""
+    trial is trial 0 and is enqueued once (:mod:`dml_bench.tune.defaults`). A creator stopped
+    between the two (Ctrl-C, a lost connection) deletes the study it made, so the next command
+    creates it afresh; only a creator killed outright in those milliseconds leaves a study
+    without the mark, which a joiner refuses after :data:`INIT_WAIT_S`."""
     import optuna
 
     storage = storage_of(plan)
@@ -106,9 +109,13 @@ def create_or_join(plan: StudyPlan) -> None:
             study = optuna.load_study(study_name=plan.study_name(method), storage=storage)
             check_same(plan, initialised_meta(study), wanted)
             continue
-        entry = enqueue_defaults(study, plan.base_config(method), plan.defaults_trial)
-        study.set_user_attr(DEFAULTS_ATTR, entry)
-        study.set_user_attr(META_KEY, wanted)  # last: the study is ready to be joined
+        try:
+            entry = enqueue_defaults(study, plan.base_config(method), plan.defaults_trial)
+            study.set_user_attr(DEFAULTS_ATTR, entry)
+            study.set_user_attr(META_KEY, wanted)  # last: the study is ready to be joined
+        except BaseException:  # Ctrl-C or a lost connection: leave no half-made study behind
+            optuna.delete_study(study_name=plan.study_name(method), storage=storage)
+            raise
 
 
 def initialised_meta(study: Any, wait_s: float | None = None) -> Any:
@@ -116,7 +123,10 @@ def initialised_meta(study: Any, wait_s: float | None = None) -> Any:
     concurrent creator to set it; ``None`` if it never comes (not a dml-bench study)."""
     deadline = time.monotonic() + (INIT_WAIT_S if wait_s is None else wait_s)
     while True:
-        meta = study.user_attrs.get(META_KEY)
+        try:
+            meta = study.user_attrs.get(META_KEY)
+        except KeyError:  # its creator stopped and deleted it meanwhile
+            return None
         if meta is not None or time.monotonic() >= deadline:
             return meta
         time.sleep(INIT_POLL_S)

@@ -128,3 +128,24 @@ def test_concurrent_commands_enqueue_the_defaults_once_as_trial_0(tmp_path: Path
         ]
     create_or_join(mine)  # type: ignore[arg-type]  # a later command (resume) adds none
     assert len(load_study(mine, "nca").get_trials()) == 1  # type: ignore[arg-type]
+
+
+def test_a_creator_stopped_before_the_study_is_set_up_leaves_no_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dml_bench.tune import study as study_module
+    from dml_bench.tune.study import create_or_join, load_study
+
+    mine = plan(tmp_path)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_module, "enqueue_defaults", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        create_or_join(mine)  # type: ignore[arg-type]
+    storage = study_module.storage_of(mine)  # type: ignore[arg-type]
+    assert optuna.get_all_study_names(storage) == []
+    monkeypatch.undo()
+    create_or_join(mine)  # type: ignore[arg-type]  # the same command again: created afresh
+    assert [t.user_attrs for t in load_study(mine, "nca").get_trials()] == [{"defaults": True}]  # type: ignore[arg-type]
