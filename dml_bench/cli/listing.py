@@ -40,12 +40,14 @@ def methods(spaces: bool) -> None:
                 value = getattr(config, param.name, None)
                 if param.scope == "run":
                     value = run_defaults.get(param.name)
-                outside = param.why_outside(value)
+                absolute = param.resolve(value)
+                outside = absolute.why_outside(value)
                 note = (
                     "" if outside is None else f", OUTSIDE the space ({outside}): no defaults trial"
                 )
+                at = f" (so [{absolute.low:g}, {absolute.high:g}])" if param.relative else ""
                 click.echo(
-                    f"    {param.describe()}; default {value!r}{note} "
+                    f"    {param.describe()}; default {value!r}{at}{note} "
                     f"({param.scope}; {param.citation})"
                 )
             if not spec.search_space:

@@ -8,13 +8,20 @@ does the same, with ranges declared next to each method's config.
 
 A parameter of ``scope="method"`` is a field of the method's config (e.g. Proxy-NCA's ``scale``);
 ``scope="run"`` names a run option shared by all methods (the network's ``lr``).
+
+A ``relative`` parameter's ``low`` and ``high`` are factors of the value the study's base run has
+(:func:`resolve_space`): the network's learning rate is searched one decade either side of the
+run's own ``lr``, whichever optimiser and preset set it. An absolute ``[1e-4, 1e-2]`` fits Adam
+from scratch on the glyphs (base ``1e-3``), but not the photo presets' RMSprop on a pretrained
+trunk (``nofuss`` 1e-4 sits on its edge, ``mlrc`` 1e-6 outside it: every trial would train at 100x
+the Reality Check's rate or more, and no method could get its defaults trial).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 Kind = Literal["float", "int", "categorical"]
@@ -28,7 +35,9 @@ TUNABLE_RUN_OPTIONS = frozenset({"lr", "weight_decay"})
 @dataclass(frozen=True)
 class SearchParam:
     """One searched value: ``float``/``int`` in ``[low, high]`` (``log``: sampled on a log
-    scale), or ``categorical`` among ``choices``; ``citation`` says where the range comes from."""
+    scale), or ``categorical`` among ``choices``; ``citation`` says where the range comes from.
+    ``relative``: ``low`` and ``high`` multiply the base run's value (see :func:`resolve_space`);
+    only a float range can be relative."""
 
     name: str
     kind: Kind
@@ -38,13 +47,33 @@ class SearchParam:
     log: bool = False
     citation: str = ""
     scope: Scope = "method"
+    relative: bool = False
 
     def describe(self) -> str:
         """``scale: float in [1, 16], log scale`` (what ``dml-bench methods --spaces`` prints)."""
         if self.kind == "categorical":
             return f"{self.name}: one of {', '.join(map(str, self.choices))}"
         scale = ", log scale" if self.log else ""
+        if self.relative:
+            return (
+                f"{self.name}: {self.kind} in [{self.low:g}x, {self.high:g}x] the run's "
+                f"{self.name}{scale}"
+            )
         return f"{self.name}: {self.kind} in [{self.low:g}, {self.high:g}]{scale}"
+
+    def resolve(self, base: Any) -> SearchParam:
+        """This parameter with absolute bounds for a base run whose value is ``base`` (itself
+        when it is not relative). A base that is not a positive number cannot scale a range."""
+        if not self.relative:
+            return self
+        assert self.low is not None and self.high is not None
+        if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0:
+            raise ValueError(
+                f"{self.name}: a relative range needs a positive base value, got {base!r}"
+            )
+        if not math.isfinite(base):
+            raise ValueError(f"{self.name}: a relative range needs a finite base, got {base}")
+        return replace(self, low=self.low * base, high=self.high * base, relative=False)
 
     def contains(self, value: Any) -> bool:
         return self.why_outside(value) is None
@@ -71,16 +100,19 @@ class SearchParam:
         return None
 
 
-#: The network's learning rate, searched for every built-in method (Adam, from scratch).
+#: The network's learning rate, searched for every built-in method: one decade either side of the
+#: run's ``lr`` (``[1e-4, 1e-2]`` at dml-bench's default 1e-3).
 NETWORK_LR = SearchParam(
     "lr",
     "float",
-    1e-4,
-    1e-2,
+    0.1,
+    10.0,
     log=True,
     scope="run",
-    citation="Adam's default 1e-3 (Kingma & Ba, ICLR 2015; dml-bench's default), one decade "
-    "either side; the Reality Check (Musgrave et al. 2020, Sec. 4) tunes the trunk's lr too",
+    relative=True,
+    citation="one decade either side of the run's lr (dml-bench's default: Adam's 1e-3, Kingma & "
+    "Ba, ICLR 2015; the presets: the paper's and the Reality Check's RMSprop rates); the Reality "
+    "Check (Musgrave et al. 2020, Sec. 4) tunes the trunk's lr too",
 )
 
 
@@ -107,7 +139,18 @@ def param_problems(param: Any, config_fields: Sequence[str]) -> list[str]:
         problems += _range_problems(param, where)
     else:
         problems.append(f"{where}: kind must be 'float', 'int' or 'categorical'")
+    if param.relative is not False and (param.kind != "float" or param.relative is not True):
+        problems.append(f"{where}: relative must be True or False, and True only for a float")
+    elif param.relative and not (param.low or 0) > 0:
+        problems.append(f"{where}: a relative range's factors must be positive")
     return problems
+
+
+def resolve_space(space: Sequence[SearchParam], base: Mapping[str, Any]) -> tuple[SearchParam, ...]:
+    """``space`` with every relative range scaled by ``base[name]`` (the study's base run's
+    value of that parameter), so what Optuna samples, what the defaults trial is checked against
+    and what the study record keeps are absolute ranges."""
+    return tuple(param.resolve(base.get(param.name)) for param in space)
 
 
 def _range_problems(param: SearchParam, where: str) -> list[str]:

@@ -56,8 +56,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from dml_bench.methods import METHODS
 from dml_bench.train.config import RunConfig
+from dml_bench.tune.plan import searched_space
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def method_defaults(base: RunConfig) -> MethodDefaults:
     """The values ``base`` gives each parameter of its method's search space."""
     params: dict[str, Any] = {}
     outside: dict[str, str] = {}
-    for param in METHODS.get(base.method).search_space:
+    for param in searched_space(base):
         holder = base.method_config if param.scope == "method" else base
         value = getattr(holder, param.name)
         params[param.name] = value

@@ -15,6 +15,7 @@ from pathlib import Path
 from dml_bench.config import config_hash
 from dml_bench.errors import ConfigError
 from dml_bench.methods import METHODS
+from dml_bench.methods.space import SearchParam, resolve_space
 from dml_bench.train.config import RunConfig
 from dml_bench.train.plan import ExperimentRequest, plan_runs
 from dml_bench.tune.storage import check_url, default_storage
@@ -83,6 +84,9 @@ class StudyPlan:
     def base_config(self, method: str) -> RunConfig:
         return self.base[self.methods.index(method)]
 
+    def search_space(self, method: str) -> tuple[SearchParam, ...]:
+        return searched_space(self.base_config(method))
+
     def study_name(self, method: str) -> str:
         return f"{self.group}:{method}"
 
@@ -96,6 +100,17 @@ class StudyPlan:
             "setup": {c.method: c.identity() for c in self.base},
             DEFAULTS_META: self.defaults_trial,
         }
+
+
+def searched_space(base: RunConfig) -> tuple[SearchParam, ...]:
+    """The search space of ``base.method`` for a study whose trials start from ``base``: relative
+    ranges (the network's ``lr``) scaled by ``base``'s own values."""
+    space = METHODS.get(base.method).search_space
+    values = {
+        p.name: getattr(base.method_config if p.scope == "method" else base, p.name, None)
+        for p in space
+    }
+    return resolve_space(space, values)
 
 
 def plan_study(request: TuneRequest, *, device_here: bool = True) -> StudyPlan:
@@ -120,10 +135,14 @@ def plan_study(request: TuneRequest, *, device_here: bool = True) -> StudyPlan:
     configs = [
         untuned_trial_base(c, request) for c in plan_runs(experiment, device_here=device_here)
     ]
-    if any(c.variant != c.method for c in configs):
+    variants = [c.variant for c in configs if c.variant != c.method]
+    if variants:
         raise ConfigError(
-            "--set METHOD.FIELD=a,b sweeps cannot be tuned (each trial picks its own values). "
-            "Give one value per method parameter, or leave it to the search."
+            f"dml-bench tune tunes each method from its built-in config, and {', '.join(variants)} "
+            "sets a method parameter to another value (a --set METHOD.FIELD sweep or a single "
+            "value). Drop that --set: a searched parameter is the study's to choose (see "
+            "`dml-bench methods --spaces`), and a fixed non-default value is not supported by "
+            "tune yet."
         )
     budget = Budget(
         trials=request.trials,

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from dml_bench.config import to_dict
-from dml_bench.methods import METHODS
 from dml_bench.store.write import atomic_write_json
 from dml_bench.tune.defaults import TRIAL_ATTR as DEFAULTS_TRIAL_ATTR
 from dml_bench.tune.defaults import defaults_record
@@ -88,7 +87,7 @@ def _method_record(plan: StudyPlan, method: str) -> dict[str, Any]:
         if best is None
         else {"trial": best.number, "value": best.value, "params": dict(best.params)},
         "defaults": defaults_record(study.user_attrs, trials),
-        "search_space": [dataclasses.asdict(p) for p in METHODS.get(method).search_space],
+        "search_space": [dataclasses.asdict(p) for p in plan.search_space(method)],
         "base_config": to_dict(plan.base_config(method)),
         "trials": [
             {

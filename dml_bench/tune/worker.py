@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from dml_bench.errors import ConfigError, RunFailedError, UserError
-from dml_bench.methods import METHODS
 from dml_bench.methods.space import SearchParam
 from dml_bench.train.config import RunConfig
 from dml_bench.tune.adapter import train_fold, trial_config
@@ -118,7 +117,7 @@ def _objective(trial: Any, plan: StudyPlan, method: str, state: WorkerState) -> 
         trial.set_user_attr("surplus", True)
         raise SurplusTrial(f"trial {trial.number}: the budget of {plan.budget.trials} is held")
     trial.set_user_attr("worker", state.worker)
-    params = {p.name: suggest(trial, p) for p in METHODS.get(method).search_space}
+    params = {p.name: suggest(trial, p) for p in plan.search_space(method)}
     try:
         config = trial_config(plan.base_config(method), params)
     except ConfigError as exc:  # e.g. two sampled margins in the wrong order: a failed trial

@@ -70,8 +70,14 @@ def test_every_method_gets_exactly_the_budget_and_a_record(tuned_results: Path) 
         # every parameter of the method's space was searched, inside its declared range
         from dml_bench.methods import METHODS
 
+        base_lr = record["methods"][method]["base_config"]["lr"]
         for param in METHODS.get(method).search_space:
-            assert all(param.contains(t.params[param.name]) for t in trials)
+            # the lr range is relative: one decade either side of the run's lr
+            absolute = param.resolve(base_lr) if param.relative else param
+            assert all(absolute.contains(t.params[param.name]) for t in trials)
+            kept = {p["name"]: p for p in record["methods"][method]["search_space"]}
+            assert kept[param.name]["low"] == pytest.approx(absolute.low)
+            assert kept[param.name]["high"] == pytest.approx(absolute.high)
         # the first trial trained the method's hand-picked defaults, and no other trial did
         defaults = {
             p.name: getattr(METHODS.get(method).default_config(), p.name, None)

@@ -51,6 +51,14 @@ CASES = {
         "exists with other run options or dataset parameters",
     ),
     "val classes": (["--set", "val_classes=0.2"], "--val-classes cannot be combined"),
+    "method sweep": (
+        ["--set", "proxy_nca.scale=4,8"],
+        "proxy_nca[scale=4.0], proxy_nca[scale=8.0] sets a method parameter",
+    ),
+    "method value": (
+        ["--set", "proxy_nca.proxies_per_class=2"],
+        "proxy_nca[proxies_per_class=2] sets a method parameter to another value",
+    ),
 }
 
 

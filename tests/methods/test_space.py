@@ -55,6 +55,8 @@ BAD = [
     (SearchParam("scale", "categorical", choices=(1.0,), citation="x"), "2+ choices"),
     (SearchParam("scale", "int", 1.5, 3, citation="x"), "integer bounds"),
     (SearchParam("scale", "normal", 1, 3, citation="x"), "kind must be"),  # type: ignore[arg-type]
+    (SearchParam("scale", "int", 1, 3, relative=True, citation="x"), "True only for a float"),
+    (SearchParam("scale", "float", -1.0, 3.0, relative=True, citation="x"), "must be positive"),
 ]
 
 
@@ -102,3 +104,20 @@ def test_the_bounds_and_the_choices_are_inside() -> None:
     assert space.why_outside(0.01) is None and space.why_outside(1) is None
     assert SearchParam("s", "int", 1, 20, citation="x").why_outside(20.0) is None
     assert SearchParam("s", "categorical", choices=("a", "b"), citation="x").contains("b")
+
+
+def test_a_relative_range_scales_with_the_base_value() -> None:
+    lr = SearchParam("lr", "float", 0.1, 10.0, log=True, scope="run", relative=True, citation="x")
+    assert lr.describe() == "lr: float in [0.1x, 10x] the run's lr, log scale"
+    for base in (1e-3, 1e-6, 0.5):
+        absolute = lr.resolve(base)
+        assert not absolute.relative and absolute.log
+        assert math.isclose(absolute.low or 0, base / 10) and math.isclose(
+            absolute.high or 0, base * 10
+        )
+        assert absolute.contains(base) and not absolute.contains(base * 11)
+    plain = SearchParam("scale", "float", 1.0, 16.0, citation="x")
+    assert plain.resolve(123.0) is plain
+    for bad in (0.0, -1e-3, math.inf, None, True):
+        with pytest.raises(ValueError, match="relative range needs a"):
+            lr.resolve(bad)

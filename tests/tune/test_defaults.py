@@ -15,10 +15,10 @@ from typing import Any
 import optuna
 import pytest
 
-from dml_bench.methods import BUILTIN_METHODS, METHODS, SearchParam
+from dml_bench.methods import BUILTIN_METHODS, METHODS, NETWORK_LR, SearchParam
 from dml_bench.train.config import RunConfig
 from dml_bench.train.plan import ExperimentRequest, plan_runs
-from dml_bench.tune import defaults as defaults_module
+from dml_bench.tune import plan as plan_module
 from dml_bench.tune import worker
 from dml_bench.tune.adapter import trial_config
 from dml_bench.tune.defaults import STUDY_ATTR, TRIAL_ATTR, enqueue_defaults, method_defaults
@@ -38,10 +38,13 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_data_root(tmp_path_factory)
 
 
-def tiny_plan(results: Path, data_root: Path, trials: int, **run: Any) -> StudyPlan:
+def tiny_plan(
+    results: Path, data_root: Path, trials: int, nca: dict[str, Any] | None = None, **run: Any
+) -> StudyPlan:
     experiment = ExperimentRequest(
         methods=("nca",),
         run_params={**TINY_RUN, "data_root": str(data_root), **run},
+        method_params={"nca": {k: [v] for k, v in (nca or {}).items()}},
         dataset_params=TINY_DATA,
     )
     request = TuneRequest(experiment, trials=trials, results_dir=results, folds=3, study="d")
@@ -88,29 +91,60 @@ def test_values_given_to_tune_are_the_defaults_trial(tmp_path: Path) -> None:
     assert method_defaults(plan.base_config("nca")).params == {"scale": 9.0, "lr": 3e-3}
 
 
+class _NarrowSpec:
+    """A stand-in spec (as a plugin might declare) whose scale range [1, 4] misses its default 9."""
+
+    search_space = (SearchParam("scale", "float", 1.0, 4.0, citation="test"), NETWORK_LR)
+
+
 def test_a_default_outside_the_space_is_named_and_not_enqueued(
-    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    data_root: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    plan = tiny_plan(tmp_path / "results", data_root, trials=2, lr=1e-6)  # space: [1e-4, 1e-2]
+    plan = tiny_plan(tmp_path / "results", data_root, trials=2)
+    monkeypatch.setattr(plan_module, "METHODS", _Methods(_NarrowSpec()))
     with caplog.at_level(logging.WARNING, logger="dml_bench.tune.defaults"):
         prepare(plan)
     warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "nca: its default lr=1e-06" in warning
+    assert "nca: its default scale=9.0" in warning
     assert (
-        "below the range's low bound 0.0001" in warning
-        and "all of its trials are sampled" in warning
+        "above the range's high bound 4" in warning and "all of its trials are sampled" in warning
     )
     assert trials_of(plan) == []  # nothing enqueued, nothing clipped
     record = json.loads(export_study(plan, {"started": now()}).read_text())
     entry = record["methods"]["nca"]["defaults"]
     assert entry["enqueued"] is False and entry["reason"] == "outside the search space"
-    assert entry["trial"] is None and set(entry["outside_space"]) == {"lr"}
-    assert entry["params"] == {"scale": 9.0, "lr": 1e-6}
+    assert entry["trial"] is None and set(entry["outside_space"]) == {"scale"}
+    assert entry["params"] == {"scale": 9.0, "lr": 1e-3}
 
     from dml_bench.report.tuning import defaults_cell, findings
 
     cell = defaults_cell(findings(tmp_path / "results")[0].defaults)
-    assert cell.startswith("not tried (outside the search space: lr=1e-06 ")
+    assert cell.startswith("not tried (outside the search space: scale=9 9 is above")
+
+
+def test_the_lr_is_searched_a_decade_either_side_of_the_run_lr(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """The Reality Check preset's 1e-6 (RMSprop, pretrained trunk) lay below the old absolute
+    range [1e-4, 1e-2]: its trials trained at 100x that rate or more and no defaults trial ran."""
+    plan = tiny_plan(tmp_path / "results", data_root, trials=3, lr=1e-6)
+    lr = {p.name: p for p in plan.search_space("nca")}["lr"]
+    assert (lr.low, lr.high) == (pytest.approx(1e-7), pytest.approx(1e-5))
+    assert lr.log and not lr.relative
+    prepare(plan)
+    tune_locally(plan, 1, None)
+    trials = finished(trials_of(plan))
+    assert len(trials) == 3 and trials[0].params == {"scale": 9.0, "lr": 1e-6}
+    assert all(1e-7 <= t.params["lr"] <= 1e-5 for t in trials)
+    record = json.loads(export_study(plan, {"started": now()}).read_text())
+    method = record["methods"]["nca"]
+    assert method["defaults"]["enqueued"] is True and method["defaults"]["trial"] == 0
+    kept = {p["name"]: (p["low"], p["high"]) for p in method["search_space"]}
+    assert kept["lr"] == (pytest.approx(1e-7), pytest.approx(1e-5))
+    assert kept["scale"] == (1.0, 16.0)
 
 
 class _Spec:
@@ -121,15 +155,18 @@ class _Spec:
 
 
 class _Methods:
-    def get(self, name: str) -> _Spec:
-        return _Spec()
+    def __init__(self, spec: Any = None) -> None:
+        self.spec = spec or _Spec()
+
+    def get(self, name: str) -> Any:
+        return self.spec
 
 
 def test_a_categorical_default_outside_the_choices_is_not_enqueued(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = plan_runs(ExperimentRequest(methods=("nca",)))[0]
-    monkeypatch.setattr(defaults_module, "METHODS", _Methods())
+    monkeypatch.setattr(plan_module, "METHODS", _Methods())
     study = optuna.create_study(direction="maximize")
     entry = enqueue_defaults(study, base, enabled=True)
     assert entry["outside_space"] == {"scale": "not one of 2.0, 4.0"}
