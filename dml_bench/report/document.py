@@ -20,7 +20,15 @@ from dml_bench.report.questions import all_sections
 from dml_bench.report.runs import prepare
 from dml_bench.report.section import Section
 from dml_bench.report.stats import Interval, Ratio
-from dml_bench.report.text import AGREED_CELL, AGREED_NOTE, ONE_SEED_NOTE, agreed, file_name
+from dml_bench.report.text import (
+    AGREED_CELL,
+    AGREED_NOTE,
+    CLIPPED_MARK,
+    CLIPPED_NOTE,
+    ONE_SEED_NOTE,
+    agreed,
+    file_name,
+)
 from dml_bench.store.clean import NEVER_TRAINED
 from dml_bench.store.read import RunTable, load_runs
 
@@ -142,7 +150,8 @@ def _intervals(obj: object) -> list[Interval | Ratio]:
 
 
 def section_notes(section: Section) -> list[str]:
-    """What the section's cells leave unsaid, once: one seed, or seeds that agreed exactly."""
+    """What the section's cells leave unsaid, once: one seed, seeds that agreed exactly, or
+    an interval bound cut at the range of its value (said where the section prints one)."""
     found = [i for f in section.findings for i in _intervals(f)]
     seeds = [n for i in found for n in _seed_counts(i)]
     notes = []
@@ -151,6 +160,8 @@ def section_notes(section: Section) -> list[str]:
     body = "\n".join(section.body)
     if AGREED_CELL in body or any(isinstance(i, Interval) and agreed(i) for i in found):
         notes.append(AGREED_NOTE)
+    if CLIPPED_MARK in body:
+        notes.append(CLIPPED_NOTE)
     return notes
 
 

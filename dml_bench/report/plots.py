@@ -76,12 +76,14 @@ def curve_figure(
     ylabel: str,
     title: str,
     bounds: tuple[float, float] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Figure:
     """``y`` against ``x`` (``step`` or ``elapsed_s``): one line per ``label``, mean over seeds.
 
     A shaded band shows the 95% t-interval over seeds where a method has at least two seeds,
     clipped to ``bounds`` (the range of ``y``); the legend says how many seeds each line
-    averages (RQ2, RQ3).
+    averages (RQ2, RQ3), and ``notes[label]`` beside it where given (RQ2's time figure: a
+    method whose seeds ran under machine loads that differ).
     """
     many = curves["label"].nunique() > 5  # the legend goes below the axes: make room
     fig, (ax,) = _new_figure(width=8.5 if many else 6.4, height=6.5 if many else 4.2)
@@ -89,7 +91,10 @@ def curve_figure(
         summary = mean_curve(group, y=y, x=x, bounds=bounds)
         n = int(group["run_id"].nunique())
         color = color_for(i)
-        ax.plot(summary["x"], summary["mean"], color=color, marker=".", label=f"{label} (n={n})")
+        note = f", {notes[label]}" if notes and label in notes else ""
+        ax.plot(
+            summary["x"], summary["mean"], color=color, marker=".", label=f"{label} (n={n}{note})"
+        )
         band = summary[summary["n"] >= 2]
         if not band.empty:
             ax.fill_between(
@@ -228,20 +233,33 @@ def bound_figure(curves: pd.DataFrame, title: str) -> Figure:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One method at one ``proxies_per_class`` value: mean and CI half-width of a metric."""
+    """One method at one ``proxies_per_class`` value: mean and CI bounds of a metric (NaN
+    bounds for one seed)."""
 
     method: str
     proxies_per_class: float
     mean: float
-    half_width: float
+    low: float
+    high: float
     n: int
+
+    @property
+    def error(self) -> tuple[float, float]:
+        """The error bar below and above the mean. Not a half-width: an interval cut at the
+        range of the metric (see ``stats.mean_ci``) is no longer symmetric about the mean, and
+        a symmetric bar would reach past the range on one side and short of the cut bound on
+        the other. (0, 0) without an interval."""
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return 0.0, 0.0
+        return self.mean - self.low, self.high - self.mean
 
 
 def sweep_figure(points: Mapping[str, Sequence[SweepPoint]], title: str) -> Figure:
     """RQ5: each metric (one panel per key of ``points``) against the number of proxies per class.
 
     One line per method (static ``proxy_nca``, dynamic ``proxy_nca_dynamic``), error bars are 95%
-    t-intervals over seeds (none with one seed). The x axis is logarithmic because sweeps double;
+    t-intervals over seeds (none with one seed), from the interval's own bounds
+    (:attr:`SweepPoint.error`). The x axis is logarithmic because sweeps double;
     methods are shifted slightly sideways so that points at the same x do not hide each other.
     A panel whose points all share one number of proxies is drawn as bars, one per method (see
     :func:`_single_count_panel`).
@@ -261,7 +279,7 @@ def sweep_figure(points: Mapping[str, Sequence[SweepPoint]], title: str) -> Figu
             dodge = 2.0 ** (0.05 * (i - (len(methods) - 1) / 2))
             xs = [p.proxies_per_class * dodge for p in pts]
             ys = [p.mean for p in pts]
-            err = [p.half_width if math.isfinite(p.half_width) else 0.0 for p in pts]
+            err = np.array([p.error for p in pts]).T.reshape(2, len(pts))
             ax.errorbar(
                 xs,
                 ys,
@@ -294,7 +312,7 @@ def _single_count_panel(
     count = points[0].proxies_per_class
     for i, method in enumerate(methods):
         (point,) = [p for p in points if p.method == method][:1]
-        err = point.half_width if math.isfinite(point.half_width) else 0.0
+        err = np.array(point.error).reshape(2, 1)
         ax.bar(i, point.mean, yerr=err, capsize=4, color=color_for(i), label=method)
     ax.set_xticks(range(len(methods)), list(methods), rotation=20, ha="right")
     ax.set_xlabel(f"method (all at {count:g} proxies per class)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -47,9 +47,13 @@ from dml_bench.report.text import (
 #: closes 7.6%, and 90% of 0.27 is reached almost at once), so the method is not ranked. Trained
 #: methods on the embedded data close 40% or more; 10% leaves a wide margin on both sides.
 LEARNED_GAIN = 0.10
-#: Mean machine load per core of two methods' runs that differ by more than this: one had at
-#: most about half the machine the other had, so their seconds are not compared.
+#: Mean machine load per core of two runs that differ by more than this: one had at most about
+#: half the machine the other had, so their seconds are not compared. Between two methods the
+#: loads are the means over each method's runs; within one method, the runs of its seeds (then
+#: its seconds get no mean or interval, see :attr:`ConvergenceFinding.loads_differ`).
 LOAD_GAP = 0.5
+#: The mark of a seconds cell whose seeds ran under loads more than :data:`LOAD_GAP` apart.
+LOADS_DIFFER = "(loads differ)"
 
 
 def not_learned_text(f: ConvergenceFinding) -> str:
@@ -89,11 +93,55 @@ class ConvergenceFinding:
     #: (NaN without a step-0 evaluation), and the share needed (:data:`LEARNED_GAIN`)
     gain: float = math.nan
     gain_needed: float = LEARNED_GAIN
+    #: seed -> the machine's mean load per core during that seed's run (``load1``; NaN when
+    #: the run did not record it); ``load`` is their mean
+    loads_per_seed: dict[int, float] = field(default_factory=dict)
 
     @property
     def learned(self) -> bool:
         """See :data:`LEARNED_GAIN`; a method without a step-0 row is taken to have learned."""
         return not self.gain < self.gain_needed
+
+    @property
+    def load_range(self) -> tuple[float, float]:
+        """The lowest and the highest load per core among its seeds' runs (NaN if none)."""
+        loads = [v for v in self.loads_per_seed.values() if math.isfinite(v)]
+        return (min(loads), max(loads)) if loads else (math.nan, math.nan)
+
+    @property
+    def loads_differ(self) -> bool:
+        """Its seeds ran under loads per core more than :data:`LOAD_GAP` apart: their seconds
+        measure the machine as much as the method (a seed on a busy machine took 10x longer in
+        the example report), so a mean or a t-interval over them means nothing."""
+        low, high = self.load_range
+        return high - low > LOAD_GAP
+
+    @property
+    def seconds_range(self) -> tuple[float, float]:
+        """The fewest and the most seconds to target among its seeds (NaN if none)."""
+        values = [v for v in self.seconds_per_seed.values() if math.isfinite(v)]
+        return (min(values), max(values)) if values else (math.nan, math.nan)
+
+    def seconds_text(self) -> str:
+        """Its seconds to target in prose: mean and interval, or, when its seeds' loads differ,
+        the range over seeds and why there is no mean."""
+        if not self.loads_differ:
+            return f"{fmt_seconds(self.seconds.mean)} ({interval_text(self.seconds, fmt_seconds)})"
+        (fast, slow), (low, high) = self.seconds_range, self.load_range
+        return (
+            f"from {fmt_seconds(fast)} to {fmt_seconds(slow)} over its seeds, which ran under "
+            f"machine loads per core from {fmt_value(low)} to {fmt_value(high)}, so no mean or "
+            "interval of seconds is given"
+        )
+
+    def seeds_text(self) -> str:
+        """Each seed's seconds to target and load, for the note under the table."""
+        seeds = ", ".join(
+            f"seed {seed} {fmt_seconds(self.seconds_per_seed[seed])} at "
+            f"{fmt_value(self.loads_per_seed.get(seed, math.nan))}"
+            for seed in sorted(self.seconds_per_seed)
+        )
+        return f"{self.label} on {self.dataset}: {seeds}"
 
     def sentence(self) -> str:
         if not self.learned:
@@ -101,9 +149,9 @@ class ConvergenceFinding:
         return (
             f"On {self.dataset}, {self.label} reached {fmt_pct(self.target_fraction)} of its best "
             f"Recall@1 ({fmt_value(self.best.mean)}) after {fmt_steps(self.steps.mean)} steps "
-            f"({interval_text(self.steps, fmt_steps)}) and {fmt_seconds(self.seconds.mean)} "
-            f"({interval_text(self.seconds, fmt_seconds)}); without a method of the other family "
-            f"on this dataset there is no speed-up to compare with {SPEEDUP_SHORT}."
+            f"({interval_text(self.steps, fmt_steps)}) and {self.seconds_text()}; without a "
+            f"method of the other family on this dataset there is no speed-up to compare with "
+            f"{SPEEDUP_SHORT}."
         )
 
 
@@ -120,6 +168,14 @@ class SpeedupFinding:
     steps_range: tuple[float, float] = (math.nan, math.nan)
     resolution: float = math.nan
     seconds_refused: str = ""
+    #: the speed-ups in seconds that the evaluation grid allows (:func:`grid_range`)
+    seconds_range: tuple[float, float] = (math.nan, math.nan)
+
+    @property
+    def seconds_resolved(self) -> bool:
+        """Whether the grid tells which method was faster in seconds (as :attr:`resolved`)."""
+        lo, hi = self.seconds_range
+        return not lo <= 1.0 <= hi
 
     @property
     def resolved(self) -> bool:
@@ -141,12 +197,19 @@ class SpeedupFinding:
                 f"first: {grid}, so no speed-up is claimed (the paper reports "
                 f"{SPEEDUP_CLAIM.text}); evaluate more often (--eval-every) to resolve it."
             )
-        seconds = (
-            f"in wall-clock seconds not compared ({self.seconds_refused})"
-            if self.seconds_refused
-            else f"{fmt_ratio(self.seconds.value)} in wall-clock seconds "
-            f"({ratio_text(self.seconds)})"
-        )
+        lo_s, hi_s = self.seconds_range
+        if self.seconds_refused:
+            seconds = f"in wall-clock seconds not compared ({self.seconds_refused})"
+        elif not self.seconds_resolved:
+            seconds = (
+                "in wall-clock seconds not resolved (the evaluations allow any speed-up from "
+                f"{fmt_ratio(lo_s)} to {fmt_ratio(hi_s) if math.isfinite(hi_s) else 'unbounded'})"
+            )
+        else:
+            seconds = (
+                f"{fmt_ratio(self.seconds.value)} in wall-clock seconds "
+                f"({ratio_text(self.seconds)})"
+            )
         return (
             f"On {self.dataset}, {self.proxy} reached {fmt_pct(self.target_fraction)} of its best "
             f"Recall@1 with a speed-up of {fmt_ratio(self.steps.value)} in steps over "
@@ -182,7 +245,7 @@ def convergence_finding(
     curves: pd.DataFrame, label: str, dataset: str, family: str, fraction: float
 ) -> ConvergenceFinding:
     steps, seconds, best, untrained = {}, {}, [], []
-    step_bounds, second_bounds, loads = [], [], []
+    step_bounds, second_bounds, loads = [], [], {}
     for _, curve in curves.groupby("run_id"):
         seed = int(curve["seed"].iloc[0])
         recall = curve["recall@1"].to_numpy()
@@ -193,7 +256,7 @@ def convergence_finding(
         best.append(float(curve["recall@1"].max()))
         untrained.extend(curve.loc[curve["step"] == 0, "recall@1"].astype(float).tolist())
         if "load1" in curve.columns:
-            loads.append(nanmean(curve["load1"].astype(float).tolist()))
+            loads[seed] = nanmean(curve["load1"].astype(float).tolist())
     r0, top = mean_ci(untrained).mean, float(np.mean(best))
     return ConvergenceFinding(
         gain=learned_gain(r0, top),
@@ -209,7 +272,8 @@ def convergence_finding(
         untrained=mean_ci(untrained, bounds=FRACTION),
         steps_bounds=_mean_bounds(step_bounds),
         seconds_bounds=_mean_bounds(second_bounds),
-        load=nanmean(loads),
+        load=nanmean(list(loads.values())),
+        loads_per_seed=loads,
         resolution=max(
             (
                 float(np.diff(np.unique(c["step"])).max())
@@ -246,7 +310,16 @@ def grid_range(pair: tuple[float, float], proxy: tuple[float, float]) -> tuple[f
 
 
 def seconds_refusal(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> str:
-    """Why seconds are not compared ("" when they are): runs under different machine loads."""
+    """Why seconds are not compared ("" when they are): runs under different machine loads,
+    within one method's seeds (see :attr:`ConvergenceFinding.loads_differ`) or between the
+    two methods."""
+    for f in (proxy, pair):
+        if f.loads_differ:
+            low, high = f.load_range
+            return (
+                f"the seeds of {f.label} ran under machine loads per core from "
+                f"{fmt_value(low)} to {fmt_value(high)}"
+            )
     if not (math.isfinite(proxy.load) and math.isfinite(pair.load)):
         return ""
     if abs(proxy.load - pair.load) <= LOAD_GAP:
@@ -272,6 +345,7 @@ def speedup(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> SpeedupFindi
         steps_range=grid_range(pair.steps_bounds, proxy.steps_bounds),
         resolution=max(proxy.resolution, pair.resolution),
         seconds_refused=seconds_refusal(proxy, pair),
+        seconds_range=grid_range(pair.seconds_bounds, proxy.seconds_bounds),
     )
 
 
@@ -319,11 +393,17 @@ def intro(target_fraction: float) -> str:
         f"1x. A method whose best Recall@1 closed less than {fmt_pct(LEARNED_GAIN)} of the gap "
         f"between its untrained network (step 0) and 1 did not learn and is not ranked. Seconds "
         f"depend on the machine's load: runs record it, and seconds are not compared when the "
-        f"two methods' runs saw loads per core more than {fmt_value(LOAD_GAP)} apart."
+        f"two methods' runs saw loads per core more than {fmt_value(LOAD_GAP)} apart. When the "
+        f"seeds of one method ran under loads that far apart, its seconds get no mean or "
+        f"interval: the table gives the range over its seeds, marked {LOADS_DIFFER}, the note "
+        f"under it each seed's seconds and load, and its seconds are compared with no other "
+        f"method's; the time figure marks its line."
     )
 
 
-def _figures(out: Section, curves: pd.DataFrame, dataset: str) -> None:
+def _figures(out: Section, curves: pd.DataFrame, ds: DatasetConvergence) -> None:
+    dataset = ds.dataset
+    mixed = {m.label: "loads differ" for m in ds.methods if m.loads_differ}
     for x, xlabel, name, what in (
         ("step", "training step", "step", "step"),
         ("elapsed_s", "training time (s)", "time", "training time"),
@@ -336,6 +416,7 @@ def _figures(out: Section, curves: pd.DataFrame, dataset: str) -> None:
             ylabel="Recall@1",
             title=f"RQ2: Recall@1 vs {what} on {dataset}",
             bounds=FRACTION,
+            notes=mixed if x == "elapsed_s" else None,
         )
 
 
@@ -343,7 +424,32 @@ def _method_row(f: ConvergenceFinding) -> list[str]:
     head = [f.label, f.dataset, f.family, str(f.best.n), ci_cell(f.untrained), ci_cell(f.best)]
     if not f.learned:
         return [*head, "did not learn", "not ranked"]
-    return [*head, ci_cell(f.steps, fmt_steps), ci_cell(f.seconds, fmt_seconds)]
+    return [*head, ci_cell(f.steps, fmt_steps), seconds_cell(f)]
+
+
+def seconds_cell(f: ConvergenceFinding) -> str:
+    """Mean and interval of its seconds to target; the range over its seeds, marked, when they
+    ran under loads that differ (see :attr:`ConvergenceFinding.loads_differ`)."""
+    if not f.loads_differ:
+        return ci_cell(f.seconds, fmt_seconds)
+    fast, slow = f.seconds_range
+    return f"{fmt_seconds(fast)} to {fmt_seconds(slow)} {LOADS_DIFFER}"
+
+
+def loads_note(methods: Sequence[ConvergenceFinding]) -> str:
+    """Under the table: each seed's seconds and load, for the methods whose seeds' loads
+    differ ("" when none)."""
+    mixed = [m for m in methods if m.learned and m.loads_differ]
+    if not mixed:
+        return ""
+    return (
+        f"*Loads differ*: the seeds of these methods ran under machine loads per core more than "
+        f"{fmt_value(LOAD_GAP)} apart, so their seconds measure the machine as much as the "
+        "method; a mean or a t-interval over them would mostly measure which seed ran on a busy "
+        "machine. Seconds to target and mean load per core of each seed: "
+        + "; ".join(m.seeds_text() for m in mixed)
+        + "."
+    )
 
 
 def _speedup_row(s: SpeedupFinding) -> list[str]:
@@ -351,7 +457,12 @@ def _speedup_row(s: SpeedupFinding) -> list[str]:
     lo, hi = s.steps_range
     grid = f"{fmt_ratio(lo)} to {fmt_ratio(hi) if math.isfinite(hi) else 'unbounded'}"
     steps = ratio_cell(s.steps) if s.resolved else "not resolved"
-    seconds = "not compared" if s.seconds_refused or not s.resolved else ratio_cell(s.seconds)
+    if s.seconds_refused or not s.resolved:
+        seconds = "not compared"
+    elif not s.seconds_resolved:
+        seconds = "not resolved"
+    else:
+        seconds = ratio_cell(s.seconds)
     every = fmt_steps(s.resolution)
     return [s.proxy, s.pair, s.dataset, seeds, every, grid, steps, seconds]
 
@@ -374,7 +485,7 @@ def section(prep: Prepared, found: list[DatasetConvergence], target_fraction: fl
     for ds in found:
         curves = recall_curves(prep, ds.dataset)
         if curves is not None:
-            _figures(out, curves, ds.dataset)
+            _figures(out, curves, ds)
         out.findings.extend(ds.answers)
         if not ds.comparable:
             out.body.append(
@@ -391,6 +502,9 @@ def section(prep: Prepared, found: list[DatasetConvergence], target_fraction: fl
     target = fmt_pct(target_fraction)
     header = ["method", "dataset", "family", "seeds", "Recall@1 at step 0", "best Recall@1"]
     out.body.append(markdown_table([*header, f"steps to {target}", f"seconds to {target}"], rows))
+    note = loads_note([f for ds in found for f in ds.methods])
+    if note:
+        out.body.append(note)
     speed_rows = [_speedup_row(s) for ds in found for s in ds.speedups]
     if speed_rows:
         out.body.append(markdown_table(SPEEDUP_HEADER, speed_rows))

@@ -7,6 +7,7 @@ evaluation). :func:`findings` takes it at the first and at the last logged row o
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pandas as pd
 from dml_bench.report import plots
 from dml_bench.report.comparability import first_group, hint
 from dml_bench.report.runs import FRACTION, Prepared, has
-from dml_bench.report.section import Section, answer_lines
+from dml_bench.report.section import Section, answers
 from dml_bench.report.stats import Interval, mean_ci
 from dml_bench.report.text import (
     SUGGESTED_PROXY,
@@ -51,22 +52,56 @@ class OrderFinding:
         )
         return text + self.below_chance()
 
+    @property
+    def starts_below_chance(self) -> bool:
+        return self.start.mean < CHANCE
+
+    @property
+    def ties_can_explain(self) -> bool:
+        """Whether the ties at the first row can account for agreement below chance.
+
+        With a share t of tied triplets and agreement a, the untied triplets agree on
+        (a - t a_tied) / (1 - t) of theirs, at most a / (1 - t) (no tie agreeing). Unless
+        that reaches one half (2a + t >= 1), the proxies reversed the order of most untied
+        triplets, and the ties do not explain the shortfall. The condition is linear in (a, t),
+        so it holds for the means over seeds whenever it holds for every seed.
+        """
+        if self.ties_start is None:
+            return False
+        return 2 * self.start.mean + self.ties_start.mean >= 1.0
+
     def below_chance(self) -> str:
         """Why agreement is below chance at the first evaluation, when it is."""
-        if not self.start.mean < CHANCE:
+        if not self.starts_below_chance:
             return ""
         if self.ties_start is None:
             return (
                 " That is below chance; these runs did not log `order_ties`, so whether shared "
                 "proxies explain it cannot be told (rerun with the current version)."
             )
+        tied = fmt_pct(self.ties_start.mean)
+        if not self.ties_can_explain:
+            return (
+                f" That is below chance, and ties do not account for it: only {tied} of the "
+                "triplets had p(y) = p(z) there, so even if no tie agreed, the proxies reversed "
+                "the order of most of the untied triplets."
+            )
         return (
-            f" That is below chance because {fmt_pct(self.ties_start.mean)} of the triplets "
-            "had p(y) = p(z) there: the proxies cannot order such a triplet, and a tie counts as "
+            f" That is below chance, and ties can account for it: {tied} of the triplets "
+            "had p(y) = p(z) there; the proxies cannot order such a triplet, and a tie counts as "
             "agreeing only where the data does not rank y first (dynamic assignment, where the "
             f"untrained network puts different classes on one proxy); at the end "
             f"{fmt_pct(self.ties_end.mean if self.ties_end else float('nan'))} were tied."
         )
+
+
+def stated(found: Sequence[OrderFinding], headline: Collection[str]) -> list[OrderFinding]:
+    """The findings the prose states: the paper's method (``headline``; every finding when it
+    did not run), then every other variant whose agreement starts below chance, so that each
+    such start is explained where it is shown (the table's ties columns alone do not say
+    whether ties account for it)."""
+    first = [f for f in found if f.label in headline] or list(found)
+    return first + [f for f in found if f not in first and f.starts_below_chance]
 
 
 def order_curves(prep: Prepared, dataset: str) -> pd.DataFrame | None:
@@ -158,5 +193,5 @@ def section(prep: Prepared, found: list[OrderFinding]) -> Section:
             rows,
         )
     )
-    out.body.extend(answer_lines(found, lambda f: f.label, prep.headline_labels))
+    out.body.extend(answers(stated(found, prep.headline_labels)))
     return out

@@ -221,7 +221,12 @@ def figure(ds: DatasetAssignment) -> Figure:
     points = {
         m: [
             plots.SweepPoint(
-                r.series, r.count, r.values[m].mean, r.values[m].half_width, r.values[m].n
+                r.series,
+                r.count,
+                r.values[m].mean,
+                r.values[m].low,
+                r.values[m].high,
+                r.values[m].n,
             )
             for r in ds.rows
         ]

@@ -32,13 +32,23 @@ BOOTSTRAP_SAMPLES = 10_000
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over ``n`` values with a two-sided confidence interval (NaN bounds if ``n < 2``)."""
+    """A mean over ``n`` values with a two-sided confidence interval (NaN bounds if ``n < 2``).
+
+    ``clipped_low`` / ``clipped_high``: the t-interval reached past the range the quantity can
+    take and was cut there (see :func:`mean_ci`); the report marks such a bound.
+    """
 
     mean: float
     low: float
     high: float
     n: int
     confidence: float = 0.95
+    clipped_low: bool = False
+    clipped_high: bool = False
+
+    @property
+    def clipped(self) -> bool:
+        return self.clipped_low or self.clipped_high
 
     @property
     def has_band(self) -> bool:
@@ -58,7 +68,10 @@ def mean_ci(
 
     ``bounds``: the range the quantity can take (a fraction lies in [0, 1], a step count is
     >= 0). With few seeds a t-interval can reach past it (a fraction's interval below 0%); it is
-    then clipped to the range, since values outside it cannot occur.
+    then clipped to the range, since values outside it cannot occur, and the clipped side is
+    flagged (``clipped_low``, ``clipped_high``): a t-interval that needs clipping assumed a
+    symmetric spread the values do not have (few, skewed seeds), so the report says so rather
+    than print the cut bound as if it were measured.
     """
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
@@ -68,14 +81,23 @@ def mean_ci(
     mean = float(x.mean())
     if n < 2:
         return Interval(mean, math.nan, math.nan, n, confidence)
-    sem = float(x.std(ddof=1)) / math.sqrt(n)
-    if sem == 0.0:
+    if float(np.ptp(x)) == 0.0:  # equal values: x.std() of [0.1] * 3 is 1.7e-17, not 0
         return Interval(mean, mean, mean, n, confidence)
+    sem = float(x.std(ddof=1)) / math.sqrt(n)
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * sem
     low, high = mean - half, mean + half
-    if bounds is not None:
-        low, high = max(low, bounds[0]), min(high, bounds[1])
-    return Interval(mean, low, high, n, confidence)
+    if bounds is None:
+        return Interval(mean, low, high, n, confidence)
+    cut_low, cut_high = low < bounds[0], high > bounds[1]
+    return Interval(
+        mean,
+        bounds[0] if cut_low else low,
+        bounds[1] if cut_high else high,
+        n,
+        confidence,
+        clipped_low=cut_low,
+        clipped_high=cut_high,
+    )
 
 
 def first_reaching(x: np.ndarray, values: np.ndarray, fraction: float) -> float:

@@ -113,12 +113,21 @@ def share_words(count: int, total: int, noun: str) -> str:
 
 # ---------------------------------------------------------------- intervals in prose and cells
 def interval_text(iv: Interval, fmt: Callable[[float], str]) -> str:
-    """'95% CI a to b, 3 seeds', 'all 3 seeds equal' or 'one seed, so no interval'."""
+    """'95% CI a to b, 3 seeds', 'all 3 seeds equal' or 'one seed, so no interval'; a bound
+    cut at the range of the value is marked (see :data:`CLIPPED_NOTE`)."""
     if iv.n < 2:
         return "one seed, so no interval"
     if agreed(iv):
         return f"all {iv.n} seeds equal, so no spread to build an interval from"
-    return f"{fmt_confidence(iv.confidence)} CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds"
+    low, high = bounds_text(iv, fmt)
+    return f"{fmt_confidence(iv.confidence)} CI {low} to {high}, {iv.n} seeds"
+
+
+def bounds_text(iv: Interval, fmt: Callable[[float], str]) -> tuple[str, str]:
+    """The two bounds of an interval, each marked :data:`CLIPPED_MARK` where it was cut."""
+    low = f"{fmt(iv.low)} {CLIPPED_MARK}" if iv.clipped_low else fmt(iv.low)
+    high = f"{fmt(iv.high)} {CLIPPED_MARK}" if iv.clipped_high else fmt(iv.high)
+    return low, high
 
 
 def agreed(iv: Interval) -> bool:
@@ -131,10 +140,22 @@ def agreed(iv: Interval) -> bool:
 AGREED_CELL = "(seeds equal)"
 #: Said once per section that has a zero-width interval.
 AGREED_NOTE = (
-    "*Seeds equal*: every seed gave exactly the same value, so a t-interval has zero width. That "
+    "*Seeds equal*: every seed gave exactly the same value, so a t-interval (or the bootstrap "
+    "interval of a speed-up) has zero width. That "
     "is not certainty: the interval needs variation between seeds to say anything, and values "
     "measured on a grid (steps to a target are multiples of the evaluation interval) agree "
     "whenever the seeds fall between the same two evaluations."
+)
+#: The mark of an interval bound cut at the range of its value (:func:`stats.mean_ci`).
+CLIPPED_MARK = "(clipped)"
+#: Said once per section that prints a clipped bound.
+CLIPPED_NOTE = (
+    "*Clipped*: with few seeds a t-interval (mean ± t x standard error) can reach past the "
+    "range a value can take: below 0% or above 100% for a share, below 0 for a count or a "
+    "time. The bound is then cut at the range and marked (clipped). A t-interval that needs "
+    "cutting assumed a symmetric, roughly normal spread that the seeds do not have (one seed "
+    'far from the others, or values piled against the end of their range): read it as "the '
+    'seeds disagree widely", not as a measured bound. Figure bands are cut the same way.'
 )
 #: Said once per section whose tables show a value of one seed (the cells carry no mark).
 ONE_SEED_NOTE = (
@@ -146,6 +167,11 @@ ONE_SEED_NOTE = (
 def ratio_text(r: Ratio) -> str:
     if not r.has_band:
         return "no interval: each method needs at least 2 seeds"
+    if ratio_agreed(r):
+        return (
+            f"the seeds of each method agreed, so no spread to build an interval from, "
+            f"{r.n_denominator} vs {r.n_numerator} seeds"
+        )
     return (
         f"{fmt_confidence(r.confidence)} bootstrap CI {fmt_ratio(r.low)} to "
         f"{fmt_ratio(r.high)}, "
@@ -155,19 +181,29 @@ def ratio_text(r: Ratio) -> str:
 
 def ci_cell(iv: Interval, fmt: Callable[[float], str] = fmt_value) -> str:
     """``mean [low, high]``; the mean alone for one seed (said once per section, see
-    :data:`ONE_SEED_NOTE`); ``mean (seeds equal)`` for a zero-width interval."""
+    :data:`ONE_SEED_NOTE`); ``mean (seeds equal)`` for a zero-width interval; a bound cut at
+    the range of the value carries :data:`CLIPPED_MARK`."""
     if iv.n == 0:
         return "-"
     if iv.n < 2:
         return fmt(iv.mean)
     if agreed(iv):
         return f"{fmt(iv.mean)} {AGREED_CELL}"
-    return f"{fmt(iv.mean)} [{fmt(iv.low)}, {fmt(iv.high)}]"
+    low, high = bounds_text(iv, fmt)
+    return f"{fmt(iv.mean)} [{low}, {high}]"
+
+
+def ratio_agreed(r: Ratio) -> bool:
+    """A bootstrap interval of zero width: every seed of each method gave the same value
+    (steps on the evaluation grid), so every resample gives the same ratio (:func:`agreed`)."""
+    return r.has_band and r.low == r.high
 
 
 def ratio_cell(r: Ratio) -> str:
     if not r.has_band:
         return fmt_ratio(r.value)
+    if ratio_agreed(r):
+        return f"{fmt_ratio(r.value)} {AGREED_CELL}"
     return f"{fmt_ratio(r.value)} [{fmt_ratio(r.low)}, {fmt_ratio(r.high)}]"
 
 

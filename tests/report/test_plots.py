@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 from matplotlib.container import ErrorbarContainer
@@ -81,8 +82,12 @@ def test_bound_figure_eps_panel_has_a_convention_of_its_own() -> None:
 
 
 def test_sweep_figure_one_line_per_method() -> None:
-    pts = [plots.SweepPoint("proxy_nca", c, 0.5 + c / 10, 0.01, 2) for c in (1, 2, 4)]
-    pts += [plots.SweepPoint("proxy_nca_dynamic", c, 0.4, float("nan"), 1) for c in (0.5, 1)]
+    pts = [
+        plots.SweepPoint("proxy_nca", c, 0.5 + c / 10, 0.49 + c / 10, 0.51 + c / 10, 2)
+        for c in (1, 2, 4)
+    ]
+    nan = float("nan")
+    pts += [plots.SweepPoint("proxy_nca_dynamic", c, 0.4, nan, nan, 1) for c in (0.5, 1)]
     fig = plots.sweep_figure({"recall@1": pts, "nmi": pts}, title="t")
     assert len(fig.axes) == 2
     assert all(len(ax.get_lines()) >= 2 for ax in fig.axes)
@@ -146,8 +151,8 @@ def test_sweep_figure_with_one_proxy_count_draws_bars() -> None:
     """Every method at 1 proxy per class: a1469a8 drew lone points on a log axis with one tick;
     now each method is a bar with its error bar, and the title says there is no sweep."""
     pts = [
-        plots.SweepPoint("proxy_nca", 1, 0.61, 0.02, 3),
-        plots.SweepPoint("proxy_nca_dynamic", 1, 0.55, float("nan"), 1),
+        plots.SweepPoint("proxy_nca", 1, 0.61, 0.59, 0.63, 3),
+        plots.SweepPoint("proxy_nca_dynamic", 1, 0.55, float("nan"), float("nan"), 1),
     ]
     fig = plots.sweep_figure({"recall@1": pts}, title="t")
     (ax,) = fig.axes
@@ -159,3 +164,38 @@ def test_sweep_figure_with_one_proxy_count_draws_bars() -> None:
     assert "one value: no sweep" in ax.get_title() and "1 proxies per class" in ax.get_title()
     errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(errorbars) == 2 and all(c.has_yerr for c in errorbars)
+
+
+def test_sweep_error_bars_follow_a_clipped_interval() -> None:
+    """An interval cut at 0 (mean 0.05, bounds [0.0, 0.2]) is not symmetric: the bar runs from
+    the cut bound to the upper one, not 0.05 +- 0.1 (below 0, and short of 0.2)."""
+    pts = [
+        plots.SweepPoint("proxy_nca_dynamic", 1, 0.05, 0.0, 0.2, 3),
+        plots.SweepPoint("proxy_nca_dynamic", 2, 0.5, 0.4, 0.6, 3),
+    ]
+    (ax,) = plots.sweep_figure({"recall@1": pts}, title="t").axes
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    segments = bars.lines[2][0].get_segments()
+    assert [tuple(seg[:, 1]) for seg in segments] == [
+        pytest.approx((0.0, 0.2)),
+        pytest.approx((0.4, 0.6)),
+    ]
+    single = plots.sweep_figure({"nmi": pts[:1]}, title="t").axes[0]
+    (bar,) = [c for c in single.containers if isinstance(c, ErrorbarContainer)]
+    assert tuple(bar.lines[2][0].get_segments()[0][:, 1]) == pytest.approx((0.0, 0.2))
+
+
+def test_bound_figure_lines_are_means_over_seeds_per_step() -> None:
+    """Each RQ1 line is the mean over a method's seeds at each step (numpy by hand)."""
+    curves = _curves()
+    curves["proxy_nca_loss"] = (
+        2.0
+        + curves["step"] / 10
+        + curves["run_id"].str[-1].map({"0": 0.0, "1": 0.3, "2": 0.9}).fillna(0.0)
+    )
+    fig = plots.bound_figure(curves, title="t")
+    proxy_line = fig.axes[0].get_lines()[0]  # NCA plain check: proxy_nca's proxy loss
+    mine = curves[curves["label"] == "proxy_nca"]
+    expected = mine.groupby("step")["proxy_nca_loss"].mean().to_numpy()
+    assert np.allclose(proxy_line.get_ydata(), expected)
+    assert np.allclose(expected, [2.4, 3.4, 4.4])

@@ -157,3 +157,148 @@ def test_learned_gain_against_hand_values() -> None:
     assert rq2_convergence.learned_gain(0.2, 0.6) == pytest.approx(0.5)
     assert rq2_convergence.learned_gain(1.0, 1.0) == 0.0
     assert math.isnan(rq2_convergence.learned_gain(math.nan, 0.6))
+
+
+def _first_elapsed(recall: list[float], elapsed: list[float], fraction: float) -> float:
+    return next(t for v, t in zip(recall, elapsed, strict=True) if v >= fraction * max(recall))
+
+
+def test_seeds_under_different_loads_get_no_mean_or_interval(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    """The example report printed proxy_nca's seconds as "22.2 s [0.0 s, 96.3 s]": seed 0 ran
+    at load 1.41 per core and took 56.6 s, seeds 1 and 2 about 5 s at 0.7-1.0. Here seed 2 of
+    the proxy method runs at load 2.5 and 10x slower: its seconds get the range over seeds, a
+    mark, a note with each seed's seconds and load, and no speed-up in seconds."""
+    steps = [0, 100, 200, 300, 400, 500, 600]
+    proxy = [0.1, 0.3, 0.6, 0.6, 0.6, 0.6, 0.6]
+    pair = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.6]
+    loads = {0: 0.9, 1: 0.95, 2: 2.5}
+    per_step = {0: 0.05, 1: 0.06, 2: 0.5}
+    for seed in (0, 1, 2):
+        make_run(
+            method="proxy_nca_dynamic",
+            seed=seed,
+            steps=steps,
+            elapsed=[per_step[seed] * s for s in steps],
+            columns={"recall@1": proxy, "load1": [loads[seed]] * 7},
+        )
+        make_run(
+            method="triplet_semihard",
+            seed=seed,
+            steps=steps,
+            columns={"recall@1": pair, "load1": [0.9 + 0.01 * seed] * 7},
+        )
+    prep = prepare(load_runs(results))
+    (ds,) = rq2_convergence.findings(prep, 0.9)
+    dyn = next(m for m in ds.methods if m.label == "proxy_nca_dynamic")
+    seconds = {s: _first_elapsed(proxy, [per_step[s] * t for t in steps], 0.9) for s in loads}
+    assert dyn.seconds_per_seed == pytest.approx(seconds)
+    assert dyn.loads_per_seed == pytest.approx(loads)
+    assert dyn.loads_differ and dyn.load_range == pytest.approx((0.9, 2.5))
+    assert dyn.seconds_range == pytest.approx((min(seconds.values()), max(seconds.values())))
+    trip = next(m for m in ds.methods if m.label == "triplet_semihard")
+    assert not trip.loads_differ  # 0.90 to 0.92
+    section = rq2_convergence.section(prep, [ds], 0.9)
+    body = "\n".join(section.body)
+    (row,) = [
+        line
+        for line in body.splitlines()
+        if line.startswith("| proxy_nca_dynamic | hershey | proxy")
+    ]
+    assert row.endswith("| 10.0 s to 100.0 s (loads differ) |")  # no mean, no interval
+    (trip_row,) = [
+        line for line in body.splitlines() if line.startswith("| triplet_semihard | hershey | pair")
+    ]
+    assert trip_row.endswith("| 250.0 s (seeds equal) |")  # loads 0.90 to 0.92: a mean
+    note = next(b for b in section.body if b.startswith("*Loads differ*"))
+    assert "proxy_nca_dynamic on hershey: seed 0 10.0 s at 0.900, seed 1 12.0 s at 0.950, " in note
+    assert "seed 2 100.0 s at 2.500" in note and "triplet_semihard on hershey" not in note
+    (s,) = ds.speedups
+    assert s.resolved and "the seeds of proxy_nca_dynamic" in s.seconds_refused
+    assert "0.900 to 2.500" in s.seconds_refused
+    (speed_row,) = [
+        line for line in body.splitlines() if "| triplet_semihard | hershey | 3 vs 3" in line
+    ]
+    assert speed_row.endswith("| not compared |")
+    assert_numbers_come_from_fields(s)
+    assert_numbers_come_from_fields(dyn)
+    legend = {
+        name: [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        for name, fig in section.figures.items()
+    }
+    assert legend["rq2_recall_vs_time_hershey"] == [
+        "proxy_nca_dynamic (n=3, loads differ)",
+        "triplet_semihard (n=3)",
+    ]
+    assert legend["rq2_recall_vs_step_hershey"][0] == "proxy_nca_dynamic (n=3)"
+
+
+def test_one_family_under_different_loads_says_the_range(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    steps = [0, 100, 200]
+    for seed, (load, rate) in enumerate(((0.5, 0.1), (2.0, 1.0))):
+        make_run(
+            method="triplet_semihard",
+            seed=seed,
+            steps=steps,
+            elapsed=[rate * s for s in steps],
+            columns={"recall@1": [0.1, 0.5, 0.6], "load1": [load] * 3},
+        )
+    prep = prepare(load_runs(results))
+    ((single,),) = [ds.methods for ds in rq2_convergence.findings(prep, 0.9)]
+    sentence = single.sentence()
+    assert "from 20.0 s to 200.0 s over its seeds" in sentence
+    assert (
+        "loads per core from 0.500 to 2.000" in sentence and "CI" not in sentence.split("and")[-1]
+    )
+    assert_numbers_come_from_fields(single)
+
+
+def test_a_seconds_speedup_the_schedule_cannot_resolve_is_not_claimed(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    """Steps resolve (proxy at its first evaluation, pair at 400: 3x at least) but seconds do
+    not: the proxy method's evaluations are 20x further apart in time, so its crossing lies
+    anywhere in (0 s, 1000 s] against the pair's (150 s, 200 s]."""
+    steps = [0, 100, 200, 300, 400, 500]
+    for seed in (0, 1):
+        make_run(
+            method="proxy_nca_dynamic",
+            seed=seed,
+            steps=steps,
+            elapsed=[10.0 * s for s in steps],
+            columns={"recall@1": [0.1, 0.6, 0.6, 0.6, 0.6, 0.6]},
+        )
+        make_run(
+            method="triplet_semihard",
+            seed=seed,
+            steps=steps,
+            columns={"recall@1": [0.1, 0.2, 0.3, 0.4, 0.6, 0.6]},
+        )
+    prep = prepare(load_runs(results))
+    (ds,) = rq2_convergence.findings(prep, 0.9)
+    (s,) = ds.speedups
+    assert s.resolved and s.steps_range == (3.0, math.inf)
+    assert s.seconds_range == (150.0 / 1000.0, math.inf) and not s.seconds_resolved
+    assert "in wall-clock seconds not resolved" in s.sentence()
+    assert "0.15x to unbounded" in s.sentence()
+    assert_numbers_come_from_fields(s)
+    speed_table = rq2_convergence.section(prep, [ds], 0.9).body[2]
+    assert speed_table.splitlines()[-1].endswith("| 4.00x (seeds equal) | not resolved |")
+
+
+def test_time_to_target_intervals_are_scipys_over_the_brute_force_values(prep: Prepared) -> None:
+    """Every interval of the RQ2 table is scipy's t-interval over per-seed values found by a
+    loop over the fixture's curves (cut at 0 and 1 where it reaches past them)."""
+    from scipy import stats
+
+    (ds,) = rq2_convergence.findings(prep, 0.9)
+    finding = next(m for m in ds.methods if m.label == "triplet_semihard")
+    curves = [recall_curve(v, rate=0.3 + 0.1 * s) for s, v in enumerate([0.50, 0.53, 0.52])]
+    steps = [_steps_to_target(c, 0.9) for c in curves]
+    untrained = [c[0] for c in curves]
+    for interval, values in (
+        (finding.steps, steps),
+        (finding.seconds, [0.5 * s for s in steps]),
+        (finding.best, [max(c) for c in curves]),
+    ):
+        low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+        assert interval.mean == pytest.approx(np.mean(values))
+        assert (interval.low, interval.high) == pytest.approx((max(low, 0.0), high))
+    assert finding.untrained.mean == pytest.approx(np.mean(untrained))

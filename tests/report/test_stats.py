@@ -108,3 +108,46 @@ def test_mean_ci_bounds_clip_an_interval_that_reaches_past_the_range() -> None:
     assert (inside.low, inside.high) == pytest.approx(
         (mean_ci([0.4, 0.5, 0.6]).low, mean_ci([0.4, 0.5, 0.6]).high)
     )
+
+
+def test_mean_ci_flags_the_side_it_clipped() -> None:
+    """A share piled against 100%: scipy's t-interval reaches above 1 and only that side is
+    cut and flagged; the other bound is scipy's."""
+    values = [0.996, 1.0, 0.999]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert high > 1.0 > low
+    iv = mean_ci(values, bounds=(0.0, 1.0))
+    assert (iv.clipped_low, iv.clipped_high, iv.clipped) == (False, True, True)
+    assert (iv.low, iv.high) == (pytest.approx(low), 1.0)
+    both = mean_ci([0.0, 0.25, 0.75], bounds=(0.0, 1.0))
+    assert both.clipped_low and both.clipped_high
+    assert not mean_ci([0.4, 0.5, 0.6], bounds=(0.0, 1.0)).clipped
+    assert not mean_ci([0.0, 0.25, 0.75]).clipped  # no range given: nothing is cut
+
+
+def test_ratio_interval_agrees_with_scipys_independent_bootstrap() -> None:
+    """scipy.stats.bootstrap resamples each of several samples independently (paired=False),
+    as the speed-up's interval does; the two percentile intervals agree up to Monte Carlo
+    error (different random draws)."""
+    pair = np.array([300.0, 500.0, 400.0, 900.0])
+    proxy = np.array([200.0, 100.0, 150.0])
+    ours = ratio_of_means_ci(pair, proxy)
+    theirs = stats.bootstrap(
+        (pair, proxy),
+        lambda a, b, axis: np.mean(a, axis=axis) / np.mean(b, axis=axis),
+        paired=False,
+        vectorized=True,
+        n_resamples=20_000,
+        method="percentile",
+        rng=np.random.default_rng(1),
+    ).confidence_interval
+    assert ours.low == pytest.approx(theirs.low, rel=0.05)
+    assert ours.high == pytest.approx(theirs.high, rel=0.05)
+
+
+def test_equal_values_give_a_zero_width_interval_despite_rounding() -> None:
+    """[0.1] * 3 has a floating-point std of about 1e-17: the interval must still be exactly
+    the mean (the report marks it "seeds equal"), not [0.100, 0.100]."""
+    iv = mean_ci([0.1, 0.1, 0.1])
+    assert iv.low == iv.high == iv.mean
+    assert np.std([0.1, 0.1, 0.1], ddof=1) > 0  # what the old check (sem == 0) missed

@@ -99,3 +99,22 @@ def test_share_words_follow_the_value_and_the_count(count: int, total: int, expe
     """ "most" only above one half, and a small count said as it is (a1469a8 said "most" for
     1 of 2)."""
     assert text.share_words(count, total, "rows") == expected
+
+
+def test_a_clipped_bound_is_marked_in_cells_and_prose() -> None:
+    """The example report printed "22.2 s [0.0 s, 96.3 s]": a time cannot be 0, the t-interval
+    had reached below it and was cut without a word."""
+    cut = Interval(mean=0.272, low=0.0, high=0.735, n=3, clipped_low=True)
+    assert text.ci_cell(cut, text.fmt_pct) == "27.2% [0.0% (clipped), 73.5%]"
+    assert text.interval_text(cut, text.fmt_pct) == "95% CI 0.0% (clipped) to 73.5%, 3 seeds"
+    top = Interval(mean=0.998, low=0.993, high=1.0, n=3, clipped_high=True)
+    assert text.ci_cell(top, text.fmt_pct) == "99.8% [99.3%, 100.0% (clipped)]"
+    assert "(clipped)" in text.CLIPPED_NOTE and text.CLIPPED_MARK == "(clipped)"
+
+
+def test_a_zero_width_speedup_interval_is_marked_like_equal_seeds() -> None:
+    """The example report printed "0.50x [0.50x, 0.50x]" (every seed of both methods on the
+    same evaluation), which reads as certainty, as "250 [250, 250]" did."""
+    flat = Ratio(value=0.5, low=0.5, high=0.5, n_numerator=3, n_denominator=3, confidence=0.95)
+    assert text.ratio_cell(flat) == f"0.50x {text.AGREED_CELL}"
+    assert "no spread" in text.ratio_text(flat) and "[" not in text.ratio_text(flat)
