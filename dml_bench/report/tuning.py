@@ -41,8 +41,15 @@ class TuningFinding:
     values: tuple[tuple[int, float], ...] = ()  # (trial number, value) of completed trials
     defaults: DefaultsTrial | None = None  # None: a record made before defaults trials
 
+    def trials_text(self) -> str:
+        """Finished trials (complete or pruned: those that fill the budget) and, apart, the
+        failed ones, which hold no place in it and are not among the finished."""
+        return (
+            f"{self.complete + self.pruned} finished ({self.pruned} pruned), {self.failed} failed"
+        )
+
     def sentence(self) -> str:
-        done = f"{self.complete + self.pruned} trials ({self.pruned} pruned, {self.failed} failed)"
+        done = f"trials: {self.trials_text()}"
         if self.best_value is None:
             return f"`{self.method}` in study `{self.study}`: {done}, none completed yet."
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(self.best_params.items()))
@@ -187,7 +194,7 @@ def section(found: Sequence[TuningFinding], wall_s: dict[str, float] | None = No
             f.dataset,
             f.method,
             f.budget,
-            f"{f.complete + f.pruned} ({f.pruned} pruned, {f.failed} failed)",
+            f.trials_text(),
             defaults_cell(f.defaults),
             "-" if f.best_value is None else f"{f.best_value:.3f} (trial {f.best_trial})",
             gain_cell(f),

@@ -83,3 +83,33 @@ def test_one_seed_and_equal_seeds_are_said_once_per_section(results, make_run) -
     assert rq4.count("*One seed*") == 1
     rq2 = report.split("## RQ2")[1].split("\n## ")[0]
     assert rq2.count("*Seeds equal*") == 1 and "(seeds equal)" in rq2
+
+
+def test_the_header_counts_the_runs_used(results, benchmark_runs) -> None:  # type: ignore[no-untyped-def]
+    """conftest by hand: proxy_nca and triplet_semihard 3 seeds each, proxy_nca_dynamic at three
+    proxy counts 2 seeds each: 12 runs of 5 variants on 1 dataset, seeds 0-2; an interrupted
+    and a broken run skipped."""
+    report = make_report(results, results / "report").files[-1].read_text()
+    assert (
+        "from `" + str(results) + "`: 12 completed runs (5 method variants, 1 dataset, "
+        "seeds 0, 1, 2); 2 skipped."
+    ) in report
+
+
+def test_a_clipped_bound_is_explained_once_where_it_is_printed(results, make_run) -> None:  # type: ignore[no-untyped-def]
+    """Order agreement starting at 2%, 3% and 60%: its t-interval reaches below 0% in RQ3 (cut,
+    marked, one note there); the tight Recall@1 of RQ4 needs no note."""
+    for seed, start in enumerate((0.02, 0.03, 0.60)):
+        make_run(
+            method="proxy_nca",
+            seed=seed,
+            columns={
+                "recall@1": [0.1, 0.5, 0.6 + 0.01 * seed],
+                "order_agreement": [start, 0.9, 0.95],
+            },
+        )
+    report = make_report(results, results / "report").files[-1].read_text()
+    rq3 = report.split("## RQ3")[1].split("\n## ")[0]
+    assert "[0.0% (clipped), " in rq3 and rq3.count("*Clipped*") == 1
+    rq4 = report.split("## RQ4")[1].split("\n## ")[0]
+    assert "(clipped)" not in rq4 and "*Clipped*" not in rq4

@@ -139,3 +139,45 @@ def test_no_negative_loss_note_without_a_loss_figure(make_run, results) -> None:
     make_run(method="triplet_semihard", seed=0, columns={"recall@1": [0.1, 0.4]})
     prep = prepare(load_runs(results))
     assert not any("Negative losses" in b for b in rq1_bound.section(prep, []).body)
+
+
+def _t_interval(values: list[float]) -> tuple[float, float, float]:
+    from scipy import stats
+
+    mean = float(np.mean(values))
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(low), float(high)
+
+
+def test_table_row_cells_against_hand_and_scipy_values(prep: Prepared) -> None:
+    """Every cell of the NCA row, from the fixture's columns by hand (numpy, scipy's
+    t-interval), not from the finding: conftest's 9 rows per seed, quarters = steps <= 200 and
+    >= 600, alpha = 1/9, c = 4."""
+    nca = rq1_bound.findings(prep)[0]
+    on_mean = [1.0, 1.0, 8 / 9]  # the paper's bound on the batch mean: seed 2 misses its last row
+    m, lo, _ = _t_interval(on_mean)
+    no_eps, lo_ne, _ = _t_interval([0.9, 0.8, 0.7])
+    data_q4 = np.mean([1.4, 1.3, 1.2])
+    proxy_q4 = np.mean([1.8, 1.6, 1.4])
+    expected = [
+        "proxy_nca",
+        "hershey",
+        "NCA",
+        "3",
+        "100.0% (seeds equal)",
+        f"{100 * m:.1f}% [{100 * lo:.1f}%, 100.0% (clipped)] (26 of 27)",
+        f"{100 * no_eps:.1f}% [{100 * lo_ne:.1f}%, 100.0% (clipped)]",
+        "50.0% (seeds equal)",
+        "100.0% (seeds equal) (27 of 27)",
+        f"{data_q4:.3f}",
+        f"{proxy_q4 / 9:.3f}",
+        "2.000",
+        f"{4 * np.mean([1.1, 1.05, 1.0]):.3f}",
+        f"{np.mean([2.0, 1.9, 1.8]):.3f}",
+        f"{np.mean([1.4, 1.3, 1.2]):.3f}",
+        f"{np.mean([1.4, 1.35, 1.3]):.3f}",
+        f"{np.mean([1.1, 1.05, 1.0]):.3f}",
+    ]
+    assert rq1_bound.table_row(nca) == expected
+    assert nca.eps_max_last == pytest.approx(1.05)
+    assert nca.held_paper_no_eps is not None and nca.held_paper_no_eps.clipped_high

@@ -157,3 +157,32 @@ def test_answers_are_one_sentence_per_metric_with_the_tests_in_a_table(prep: Pre
         assert_numbers_come_from_fields(a)
     section = rq4_retrieval.section(prep, [ds])
     assert sum(b.startswith("**Answer.**") for b in section.body) == len(answers)
+
+
+def test_table_cells_and_p_values_against_scipy(prep: Prepared) -> None:
+    """The method table's cells are scipy's t-intervals of the final values, the test table's
+    p-value is scipy's paired t-test, formatted to 3 significant digits."""
+    (ds,) = rq4_retrieval.findings(prep)
+    body = rq4_retrieval.section(prep, [ds]).body
+    finals = [0.50, 0.53, 0.52]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(finals), scale=stats.sem(finals))
+    table = next(b for b in body if b.startswith("### hershey"))
+    (row,) = [line for line in table_lines(table) if line.startswith("| triplet_semihard")]
+    assert _cells(row)[:2] == ["3", f"{np.mean(finals):.3f} [{low:.3f}, {high:.3f}]"]
+    p = stats.ttest_rel([0.60, 0.62, 0.61], finals).pvalue
+    tests = next(b for b in body if b.startswith("| reference"))
+    recall = next(line for line in table_lines(tests) if "| recall@1 |" in line)
+    assert f"| paired t-test | {p:.3g} | p < 0.05 |" in recall
+    assert f"| {0.61 - np.mean(finals):.3f} |" in recall
+
+
+def test_runs_on_different_seeds_get_welchs_test(make_run, results) -> None:  # type: ignore[no-untyped-def]
+    proxy, pair = {0: 0.61, 1: 0.64, 2: 0.60}, {3: 0.52, 4: 0.57}
+    for method, finals in (("proxy_nca", proxy), ("triplet_semihard", pair)):
+        for seed, final in finals.items():
+            make_run(method=method, seed=seed, columns={"recall@1": [0.1, final]})
+    (ds,) = rq4_retrieval.findings(prepare(load_runs(results)))
+    (test,) = ds.tests
+    ref = stats.ttest_ind(list(proxy.values()), list(pair.values()), equal_var=False)
+    assert test.test.test == "Welch's t-test" and test.test.p_value == pytest.approx(ref.pvalue)
+    assert test.test.difference == pytest.approx(np.mean(list(proxy.values())) - 0.545)

@@ -158,3 +158,22 @@ def test_roles_recorded_by_the_runs_are_read_from_the_files(make_run, results) -
     (ds,) = rq5_assignment.findings(prep)
     assert [(r.label, r.assignment, r.count) for r in ds.rows] == [("circle_proxy", "dynamic", 2.0)]
     assert ds.best == []  # no static side to compare with
+
+
+def test_collapse_cells_are_scipys_intervals_cut_at_the_range(prep: Prepared) -> None:
+    """conftest: the dynamic runs end with 10 and 11 proxies in use and 5% and 10% of
+    different-class pairs sharing one (seeds 0, 1). The share's t-interval reaches below 0%:
+    cut there and marked."""
+    from scipy import stats
+
+    (ds,) = rq5_assignment.findings(prep)
+    section = rq5_assignment.section(prep, [ds])
+    table = next(b for b in section.body if "| variant" in b)
+    row = table_lines(table)[1]
+    in_use = stats.t.interval(0.95, 1, loc=10.5, scale=stats.sem([10.0, 11.0]))
+    shared = stats.t.interval(0.95, 1, loc=0.075, scale=stats.sem([0.05, 0.10]))
+    assert shared[0] < 0
+    assert row.endswith(
+        f"| 10.500 [{in_use[0]:.3f}, {in_use[1]:.3f}] "
+        f"| 7.5% [0.0% (clipped), {100 * shared[1]:.1f}%] |"
+    )
