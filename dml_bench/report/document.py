@@ -23,10 +23,10 @@ from dml_bench.report.stats import Interval, Ratio
 from dml_bench.report.text import (
     AGREED_CELL,
     AGREED_NOTE,
+    AGREED_WORDS,
     CLIPPED_MARK,
     CLIPPED_NOTE,
     ONE_SEED_NOTE,
-    agreed,
     file_name,
 )
 from dml_bench.store.clean import NEVER_TRAINED
@@ -151,14 +151,16 @@ def _intervals(obj: object) -> list[Interval | Ratio]:
 
 def section_notes(section: Section) -> list[str]:
     """What the section's cells leave unsaid, once: one seed, seeds that agreed exactly, or
-    an interval bound cut at the range of its value (said where the section prints one)."""
+    an interval bound cut at the range of its value. The last two are said only where the
+    section prints such an interval (a finding may hold one it does not print: RQ3's ties are
+    shown as means, RQ2's seconds under loads that differ as a range)."""
     found = [i for f in section.findings for i in _intervals(f)]
     seeds = [n for i in found for n in _seed_counts(i)]
     notes = []
     if 1 in seeds:
         notes.append(ONE_SEED_NOTE)
     body = "\n".join(section.body)
-    if AGREED_CELL in body or any(isinstance(i, Interval) and agreed(i) for i in found):
+    if AGREED_CELL in body or AGREED_WORDS in body:  # an equal interval the section prints
         notes.append(AGREED_NOTE)
     if CLIPPED_MARK in body:
         notes.append(CLIPPED_NOTE)

@@ -118,7 +118,7 @@ def interval_text(iv: Interval, fmt: Callable[[float], str]) -> str:
     if iv.n < 2:
         return "one seed, so no interval"
     if agreed(iv):
-        return f"all {iv.n} seeds equal, so no spread to build an interval from"
+        return f"all {iv.n} {AGREED_WORDS}, so no spread to build an interval from"
     low, high = bounds_text(iv, fmt)
     return f"{fmt_confidence(iv.confidence)} CI {low} to {high}, {iv.n} seeds"
 
@@ -136,8 +136,9 @@ def agreed(iv: Interval) -> bool:
     return iv.n >= 2 and math.isfinite(iv.low) and iv.low == iv.high
 
 
-#: The mark of a zero-width interval in a table cell.
+#: The mark of a zero-width interval in a table cell, and the words of one in prose.
 AGREED_CELL = "(seeds equal)"
+AGREED_WORDS = "seeds equal"
 #: Said once per section that has a zero-width interval.
 AGREED_NOTE = (
     "*Seeds equal*: every seed gave exactly the same value, so a t-interval (or the bootstrap "
@@ -169,8 +170,8 @@ def ratio_text(r: Ratio) -> str:
         return "no interval: each method needs at least 2 seeds"
     if ratio_agreed(r):
         return (
-            f"the seeds of each method agreed, so no spread to build an interval from, "
-            f"{r.n_denominator} vs {r.n_numerator} seeds"
+            f"all {AGREED_WORDS} within each method ({r.n_denominator} vs {r.n_numerator} "
+            "seeds), so no spread to build an interval from"
         )
     return (
         f"{fmt_confidence(r.confidence)} bootstrap CI {fmt_ratio(r.low)} to "

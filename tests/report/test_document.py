@@ -113,3 +113,24 @@ def test_a_clipped_bound_is_explained_once_where_it_is_printed(results, make_run
     assert "[0.0% (clipped), " in rq3 and rq3.count("*Clipped*") == 1
     rq4 = report.split("## RQ4")[1].split("\n## ")[0]
     assert "(clipped)" not in rq4 and "*Clipped*" not in rq4
+
+
+def test_no_seeds_equal_note_where_no_equal_interval_is_printed(results, make_run) -> None:  # type: ignore[no-untyped-def]
+    """Static proxy_nca never ties: its ties are 0.0% on every seed, an interval of zero width
+    that RQ3 shows as a plain mean. The example report still printed the *Seeds equal* note under
+    RQ3, where no cell or sentence says the seeds were equal."""
+    for seed in range(3):
+        make_run(
+            method="proxy_nca",
+            seed=seed,
+            columns={
+                "recall@1": [0.1, 0.5, 0.6 + 0.01 * seed],
+                "order_agreement": [0.5 + 0.02 * seed, 0.9, 0.95 + 0.01 * seed],
+                "order_ties": [0.0, 0.0, 0.0],
+            },
+        )
+    report = make_report(results, results / "report").files[-1].read_text()
+    rq3 = report.split("## RQ3")[1].split("\n## ")[0]
+    assert "| 0.0% | 0.0% |" in rq3 and "seeds equal" not in rq3
+    rq2 = report.split("## RQ2")[1].split("\n## ")[0]
+    assert "(seeds equal)" in rq2 and rq2.count("*Seeds equal*") == 1  # steps: all at 100
