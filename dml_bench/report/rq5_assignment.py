@@ -69,15 +69,24 @@ class AssignmentFinding:
     dynamic_label: str
     dynamic_value: Interval
 
+    def verdict(self) -> str:
+        """Which side did better, in words that follow the intervals: "did better" only when
+        the two intervals do not overlap; otherwise the higher mean, and why that is not more."""
+        s, d = self.static_value, self.dynamic_value
+        if fmt_value(s.mean) == fmt_value(d.mean):
+            return "the two did equally well"
+        side = "static" if s.mean > d.mean else "dynamic"
+        if not (s.has_band and d.has_band):
+            return (
+                f"{side} assignment had the higher mean, but with one seed there is no interval "
+                "to tell whether it did better"
+            )
+        if s.high < d.low or d.high < s.low:
+            return f"{side} assignment did better"
+        return f"{side} assignment had the higher mean, but the two intervals overlap"
+
     def sentence(self) -> str:
-        a, b = fmt_value(self.static_value.mean), fmt_value(self.dynamic_value.mean)
-        better = (
-            "the two did equally well"
-            if a == b
-            else "static assignment did better"
-            if self.static_value.mean > self.dynamic_value.mean
-            else "dynamic assignment did better"
-        )
+        better = self.verdict()
         return (
             f"On {self.dataset}, the best static assignment ({self.static_label}) reached "
             f"{self.metric} {fmt_value(self.static_value.mean)} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,42 @@ def test_collapse_cells_are_scipys_intervals_cut_at_the_range(prep: Prepared) ->
         f"| 10.500 [{in_use[0]:.3f}, {in_use[1]:.3f}] "
         f"| 7.5% [0.0% (clipped), {100 * shared[1]:.1f}%] |"
     )
+
+
+def _assignment(static: tuple[float, float, float, int], dynamic: tuple[float, float, float, int]):  # type: ignore[no-untyped-def]
+    from dml_bench.report.stats import Interval
+
+    return rq5_assignment.AssignmentFinding(
+        "hershey", "recall@1", "proxy_nca", Interval(*static), "dyn", Interval(*dynamic)
+    )
+
+
+@pytest.mark.parametrize(
+    ("static", "dynamic", "words"),
+    [
+        # the example report: 0.832 [0.823, 0.840] against 0.701 [0.685, 0.718]
+        ((0.832, 0.823, 0.840, 3), (0.701, 0.685, 0.718, 3), "static assignment did better"),
+        # conftest: 0.610 [0.585, 0.635] against 0.585 [0.521, 0.649]
+        (
+            (0.610, 0.585, 0.635, 3),
+            (0.585, 0.521, 0.649, 2),
+            "static assignment had the higher mean, but the two intervals overlap",
+        ),
+        ((0.5, 0.45, 0.55, 3), (0.7, 0.65, 0.75, 3), "dynamic assignment did better"),
+        ((0.6, math.nan, math.nan, 1), (0.5, 0.45, 0.55, 3), "with one seed there is no interval"),
+        ((0.6001, 0.5, 0.7, 3), (0.5999, 0.5, 0.7, 3), "the two did equally well"),
+    ],
+)
+def test_did_better_only_when_the_intervals_do_not_overlap(static, dynamic, words) -> None:  # type: ignore[no-untyped-def]
+    """main wrote "static assignment did better" for 0.610 [0.585, 0.635] against 0.585
+    [0.521, 0.649]: the words now follow the intervals the sentence prints."""
+    finding = _assignment(static, dynamic)
+    assert words in finding.sentence()
+    assert_numbers_come_from_fields(finding)
+
+
+def test_the_fixtures_best_static_and_dynamic_overlap(prep: Prepared) -> None:
+    (ds,) = rq5_assignment.findings(prep)
+    recall = next(f for f in ds.best if f.metric == "recall@1")
+    assert recall.static_value.low < recall.dynamic_value.high  # scipy's intervals overlap
+    assert "had the higher mean, but the two intervals overlap" in recall.sentence()
