@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 
 from dml_bench.report import plots
+from dml_bench.report import seconds as timing
 from dml_bench.report.comparability import both_families_hint, first_group
 from dml_bench.report.paper_numbers import SPEEDUP_CLAIM, SPEEDUP_SHORT
 from dml_bench.report.runs import FRACTION, NONNEGATIVE, Prepared, has, nanmean
+from dml_bench.report.seconds import LOAD_GAP, LOADS_DIFFER
 from dml_bench.report.section import Finding, Section, answer_lines
 from dml_bench.report.stats import (
     Interval,
@@ -47,13 +49,6 @@ from dml_bench.report.text import (
 #: closes 7.6%, and 90% of 0.27 is reached almost at once), so the method is not ranked. Trained
 #: methods on the embedded data close 40% or more; 10% leaves a wide margin on both sides.
 LEARNED_GAIN = 0.10
-#: Mean machine load per core of two runs that differ by more than this: one had at most about
-#: half the machine the other had, so their seconds are not compared. Between two methods the
-#: loads are the means over each method's runs; within one method, the runs of its seeds (then
-#: its seconds get no mean or interval, see :attr:`ConvergenceFinding.loads_differ`).
-LOAD_GAP = 0.5
-#: The mark of a seconds cell whose seeds ran under loads more than :data:`LOAD_GAP` apart.
-LOADS_DIFFER = "(loads differ)"
 
 
 def not_learned_text(f: ConvergenceFinding) -> str:
@@ -105,43 +100,25 @@ class ConvergenceFinding:
     @property
     def load_range(self) -> tuple[float, float]:
         """The lowest and the highest load per core among its seeds' runs (NaN if none)."""
-        loads = [v for v in self.loads_per_seed.values() if math.isfinite(v)]
-        return (min(loads), max(loads)) if loads else (math.nan, math.nan)
+        return timing.value_range(self.loads_per_seed)
 
     @property
     def loads_differ(self) -> bool:
-        """Its seeds ran under loads per core more than :data:`LOAD_GAP` apart: their seconds
-        measure the machine as much as the method (a seed on a busy machine took 10x longer in
-        the example report), so a mean or a t-interval over them means nothing."""
-        low, high = self.load_range
-        return high - low > LOAD_GAP
+        """Its seeds ran under loads per core more than :data:`timing.LOAD_GAP` apart: no mean
+        or interval of its seconds (see :mod:`dml_bench.report.seconds`)."""
+        return timing.loads_differ(self)
 
     @property
     def seconds_range(self) -> tuple[float, float]:
         """The fewest and the most seconds to target among its seeds (NaN if none)."""
-        values = [v for v in self.seconds_per_seed.values() if math.isfinite(v)]
-        return (min(values), max(values)) if values else (math.nan, math.nan)
+        return timing.value_range(self.seconds_per_seed)
 
     def seconds_text(self) -> str:
         """Its seconds to target in prose: mean and interval, or, when its seeds' loads differ,
         the range over seeds and why there is no mean."""
-        if not self.loads_differ:
-            return f"{fmt_seconds(self.seconds.mean)} ({interval_text(self.seconds, fmt_seconds)})"
-        (fast, slow), (low, high) = self.seconds_range, self.load_range
-        return (
-            f"from {fmt_seconds(fast)} to {fmt_seconds(slow)} over its seeds, which ran under "
-            f"machine loads per core from {fmt_value(low)} to {fmt_value(high)}, so no mean or "
-            "interval of seconds is given"
-        )
-
-    def seeds_text(self) -> str:
-        """Each seed's seconds to target and load, for the note under the table."""
-        seeds = ", ".join(
-            f"seed {seed} {fmt_seconds(self.seconds_per_seed[seed])} at "
-            f"{fmt_value(self.loads_per_seed.get(seed, math.nan))}"
-            for seed in sorted(self.seconds_per_seed)
-        )
-        return f"{self.label} on {self.dataset}: {seeds}"
+        if self.loads_differ:
+            return timing.range_text(self)
+        return f"{fmt_seconds(self.seconds.mean)} ({interval_text(self.seconds, fmt_seconds)})"
 
     def sentence(self) -> str:
         if not self.learned:
@@ -309,27 +286,6 @@ def grid_range(pair: tuple[float, float], proxy: tuple[float, float]) -> tuple[f
     return low, high
 
 
-def seconds_refusal(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> str:
-    """Why seconds are not compared ("" when they are): runs under different machine loads,
-    within one method's seeds (see :attr:`ConvergenceFinding.loads_differ`) or between the
-    two methods."""
-    for f in (proxy, pair):
-        if f.loads_differ:
-            low, high = f.load_range
-            return (
-                f"the seeds of {f.label} ran under machine loads per core from "
-                f"{fmt_value(low)} to {fmt_value(high)}"
-            )
-    if not (math.isfinite(proxy.load) and math.isfinite(pair.load)):
-        return ""
-    if abs(proxy.load - pair.load) <= LOAD_GAP:
-        return ""
-    return (
-        f"the machine's load per core averaged {fmt_value(proxy.load)} during the "
-        f"{proxy.label} runs and {fmt_value(pair.load)} during the {pair.label} runs"
-    )
-
-
 def speedup(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> SpeedupFinding:
     return SpeedupFinding(
         proxy=proxy.label,
@@ -344,7 +300,7 @@ def speedup(proxy: ConvergenceFinding, pair: ConvergenceFinding) -> SpeedupFindi
         ),
         steps_range=grid_range(pair.steps_bounds, proxy.steps_bounds),
         resolution=max(proxy.resolution, pair.resolution),
-        seconds_refused=seconds_refusal(proxy, pair),
+        seconds_refused=timing.refusal(proxy, pair),
         seconds_range=grid_range(pair.seconds_bounds, proxy.seconds_bounds),
     )
 
@@ -430,26 +386,7 @@ def _method_row(f: ConvergenceFinding) -> list[str]:
 def seconds_cell(f: ConvergenceFinding) -> str:
     """Mean and interval of its seconds to target; the range over its seeds, marked, when they
     ran under loads that differ (see :attr:`ConvergenceFinding.loads_differ`)."""
-    if not f.loads_differ:
-        return ci_cell(f.seconds, fmt_seconds)
-    fast, slow = f.seconds_range
-    return f"{fmt_seconds(fast)} to {fmt_seconds(slow)} {LOADS_DIFFER}"
-
-
-def loads_note(methods: Sequence[ConvergenceFinding]) -> str:
-    """Under the table: each seed's seconds and load, for the methods whose seeds' loads
-    differ ("" when none)."""
-    mixed = [m for m in methods if m.learned and m.loads_differ]
-    if not mixed:
-        return ""
-    return (
-        f"*Loads differ*: the seeds of these methods ran under machine loads per core more than "
-        f"{fmt_value(LOAD_GAP)} apart, so their seconds measure the machine as much as the "
-        "method; a mean or a t-interval over them would mostly measure which seed ran on a busy "
-        "machine. Seconds to target and mean load per core of each seed: "
-        + "; ".join(m.seeds_text() for m in mixed)
-        + "."
-    )
+    return timing.range_cell(f) if f.loads_differ else ci_cell(f.seconds, fmt_seconds)
 
 
 def _speedup_row(s: SpeedupFinding) -> list[str]:
@@ -502,7 +439,7 @@ def section(prep: Prepared, found: list[DatasetConvergence], target_fraction: fl
     target = fmt_pct(target_fraction)
     header = ["method", "dataset", "family", "seeds", "Recall@1 at step 0", "best Recall@1"]
     out.body.append(markdown_table([*header, f"steps to {target}", f"seconds to {target}"], rows))
-    note = loads_note([f for ds in found for f in ds.methods])
+    note = timing.loads_note([f for ds in found for f in ds.methods if f.learned])
     if note:
         out.body.append(note)
     speed_rows = [_speedup_row(s) for ds in found for s in ds.speedups]
