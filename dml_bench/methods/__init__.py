@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dml_bench.methods.base import (
     BatchNeeds,
+    DeferredProxies,
     DiagnosticBatch,
     Method,
     MethodConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "MethodConfig",
     "MethodSpec",
     "NETWORK_LR",
+    "DeferredProxies",
     "ProxyLoss",
     "SearchParam",
     "build_method",

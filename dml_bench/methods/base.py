@@ -95,6 +95,17 @@ class ProxyLoss(Protocol):
 
 
 @runtime_checkable
+class DeferredProxies(Protocol):
+    """A proxy loss whose proxies are set by its first training step (``proxy_nca_dynamic`` with
+    ``proxy_init="first_batch"``). Until ``proxies_ready``, its proxies are placeholders the method
+    never trains with, so the diagnostics skip them (:func:`~dml_bench.methods._proxies.
+    proxy_diagnostics`): a step-0 row would otherwise describe the placeholders."""
+
+    @property
+    def proxies_ready(self) -> bool: ...
+
+
+@runtime_checkable
 class RandomInit(Protocol):
     """A loss whose parameters start at random (e.g. proxies). :func:`build_method`, given the
     run's generator, calls ``reset_parameters(generator)`` right after ``build_loss``, so the draw

@@ -182,6 +182,12 @@ class DynamicProxyNCALoss(ProxyNCABase):
         self.register_buffer("initialised", torch.tensor(proxy_init == "random"))
         self._init_checked = False
 
+    @property
+    def proxies_ready(self) -> bool:
+        """False until the first training step has drawn ``first_batch`` proxies (the
+        :class:`~dml_bench.methods.base.DeferredProxies` protocol)."""
+        return bool(self.initialised)
+
     @torch.no_grad()
     def initialise_from(self, embeddings: torch.Tensor) -> None:
         """Draw the proxies from a per-dimension Gaussian fitted to ``embeddings`` (normalised)."""

@@ -63,6 +63,34 @@ def test_proxy_runs_record_the_rq1_and_rq3_diagnostics(proxy_run: Path) -> None:
     assert float(row["eps_mean"]) <= float(row["eps_max"])
 
 
+@pytest.mark.parametrize("proxy_init", ["first_batch", "random"])
+def test_placeholder_proxies_log_no_diagnostics(
+    tmp_path: Path, data_root: Path, proxy_init: str
+) -> None:
+    """Dynamic assignment with ``first_batch`` proxies sets them at its first training step; at
+    step 0 its proxies are placeholders it never trains with, so that row logs no RQ1/RQ3
+    diagnostics (the report's "first row" then is the method's own proxies'); ``random`` proxies
+    are the trained ones from the start and log them at step 0 too."""
+    from dml_bench.train import run_experiment
+    from dml_bench.train.plan import ExperimentRequest, plan_runs
+
+    from .conftest import tiny_request
+
+    request = tiny_request(data_root, ("proxy_nca_dynamic",))
+    request = ExperimentRequest(
+        methods=request.methods,
+        run_params=request.run_params,
+        method_params={"proxy_nca_dynamic": {"proxy_init": [proxy_init]}},
+        dataset_params=request.dataset_params,
+    )
+    (outcome,) = run_experiment(plan_runs(request), tmp_path)
+    assert outcome.status == "completed", outcome.reason
+    rows = read_rows(tmp_path / outcome.run_id)
+    logged = [r["order_agreement"] != "" for r in rows]
+    assert logged == [proxy_init == "random", True, True]
+    assert all(math.isfinite(float(r["eps_max"])) for r in rows[1:])
+
+
 def test_record_is_complete_and_says_what_ran(proxy_run: Path) -> None:
     config = json.loads((proxy_run / "config.json").read_text())
     assert config["method"] == "proxy_nca" and config["sampler"] == "random"
