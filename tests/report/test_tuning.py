@@ -172,15 +172,30 @@ def test_what_became_of_the_defaults_is_said(
     assert words in f.sentence()
 
 
-def test_the_shipped_study_record_without_defaults_still_reads(tmp_path: Path) -> None:
-    """The glyph study shipped with the package (schema 1) predates defaults trials: the report
-    and ``run --tuned`` read it as before, its defaults shown as not recorded."""
+def test_the_shipped_glyph_study_tried_every_methods_defaults() -> None:
+    """The study shipped with the package gave each method its defaults as trial 0, so each
+    shipped winner scored at least as well as the hand-picked values on validation."""
+    from dml_bench.data import DATASETS
+
+    record = json.loads(Path(str(DATASETS.get("hershey").tuned_defaults)).read_text())
+    assert record["schema_version"] == 2
+    for method, entry in record["methods"].items():
+        defaults = entry["defaults"]
+        assert defaults["enqueued"] and defaults["trial"] == 0, method
+        assert defaults["state"] == "complete", method
+        assert entry["best"]["value"] >= defaults["value"], method
+        first = next(t for t in entry["trials"] if t["number"] == 0)
+        assert first["defaults"] and first["params"] == defaults["params"], method
+
+
+def test_the_old_study_record_without_defaults_still_reads(tmp_path: Path) -> None:
+    """The glyph study shipped before defaults trials (schema 1, kept in tests/report/data):
+    the report and ``run --tuned`` read it as before, its defaults shown as not recorded."""
     import shutil
 
-    from dml_bench.data import DATASETS
     from dml_bench.tune.record import read_studies
 
-    shipped = Path(str(DATASETS.get("hershey").tuned_defaults))
+    shipped = Path(__file__).parent / "data" / "glyphs-defaults-schema1.json"
     record = json.loads(shipped.read_text())
     assert record["schema_version"] == 1
     assert all("defaults" not in m for m in record["methods"].values())
