@@ -2,9 +2,15 @@
 loopback, each with a fixed CPU count, every port chosen free (two test processes may each start
 one at once), state in a private temporary folder.
 
-Teardown never uses ``ray stop`` (it stops every Ray instance of the user on the machine): each
-node is started in its own session, so its daemons share one process group, which is sent SIGTERM
-and then SIGKILL.
+Each node is started in its own session, whose id is the pid of its ``ray start``. Every process
+of the node stays in that session: the GCS (head), the raylet, its agents, and the workers, although
+each worker leads a process group of its own (so killing the node's process group would miss them).
+:meth:`LocalCluster.kill_node` SIGKILLs every process of one node's session, as when its machine
+dies. Teardown does that to every node, head last, never ``ray stop`` (it stops every Ray instance
+of the user on the machine), and not SIGTERM first: the GCS and raylets, sent SIGTERM all at once,
+were still alive 30 s later, and a test cluster's state is thrown away. Each node's temporary files
+(``TMPDIR``: e.g. the scratch folder of a run whose worker was killed) are in the cluster's
+temporary folder, removed with it.
 """
 
 from __future__ import annotations
@@ -50,28 +56,52 @@ def _port_args() -> list[str]:
 class LocalCluster:
     address: str
     temp_dir: Path
-    groups: list[int] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)  # the session id of each node
     log: Path | None = None
+    killed: set[int] = field(default_factory=set)  # nodes killed (their session ids may be reused)
+
+    def kill_node(self, index: int) -> list[int]:
+        """SIGKILL every process of node ``index`` (0: the head), as when its machine dies:
+        the raylet, its agents and workers, until none is left; their pids."""
+        if index in self.killed:
+            return []
+        session, killed = self.sessions[index], set()
+        deadline = time.monotonic() + 30
+        while pids := node_processes(session):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes {pids} of node {index} survive SIGKILL")
+            for pid in pids:
+                _signal(pid, signal.SIGKILL)
+            killed.update(pids)
+            time.sleep(0.05)
+        self.killed.add(index)
+        return sorted(killed)
 
     def stop(self) -> None:
-        for group in self.groups:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(g) for g in self.groups):
-            time.sleep(0.1)
-        for group in self.groups:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+        for index in reversed(range(len(self.sessions))):
+            self.kill_node(index)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def _alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def node_processes(session: int) -> list[int]:
+    """The live processes of the session ``session`` (a node's), zombies left out."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # /proc/PID/stat: "PID (COMM) STATE PPID PGRP SESSION ..."; COMM may hold spaces.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def node_env() -> dict[str, str]:
@@ -89,15 +119,17 @@ def node_env() -> dict[str, str]:
 
 def _start_node(cluster: LocalCluster, args: list[str]) -> None:
     assert cluster.log is not None
+    scratch = cluster.temp_dir / f"tmp{len(cluster.sessions)}"
+    scratch.mkdir()
     with cluster.log.open("a") as log:
         process = subprocess.Popen(
             [str(RAY), "start", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=node_env(),
+            env={**node_env(), "TMPDIR": str(scratch)},
             start_new_session=True,
         )
-        cluster.groups.append(process.pid)
+        cluster.sessions.append(process.pid)
         code = process.wait(timeout=180)
     if code != 0:
         raise RuntimeError(f"ray start {' '.join(args)} failed:\n{cluster.log.read_text()}")
