@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,13 +189,13 @@ def head_busy(cluster: LocalCluster) -> Iterator[str]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
     try:
         (head,) = [n["NodeID"] for n in ray.nodes() if "node:__internal_head__" in n["Resources"]]
         hold = ray.remote(_Hold).options(
             num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
         )
-        holder = hold.remote()
+        holder: Any = hold.remote()
         assert ray.get(holder.ready.remote(), timeout=120)
         yield head
         ray.kill(holder)
