@@ -33,23 +33,33 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
-def _port_args() -> list[str]:
-    names = (
-        "--ray-client-server-port",
-        "--dashboard-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--runtime-env-agent-port",
-        "--metrics-export-port",
-        "--node-manager-port",
-        "--object-manager-port",
-    )
-    return [arg for name in names for arg in (name, str(free_port()))]
+def free_ports(count: int) -> list[int]:
+    """``count`` ports free now, all different: bound at once (ports found free one after the
+    other can repeat, and Ray refuses a node whose components share a port)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
+PORT_FLAGS = (
+    "--ray-client-server-port",
+    "--dashboard-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--runtime-env-agent-port",
+    "--metrics-export-port",
+    "--node-manager-port",
+    "--object-manager-port",
+)
+
+
+def _port_args(ports: list[int]) -> list[str]:
+    return [arg for name, port in zip(PORT_FLAGS, ports, strict=True) for arg in (name, str(port))]
 
 
 @dataclass
@@ -140,7 +150,8 @@ def local_cluster(cpus: tuple[int, ...] = (1, 1)) -> Iterator[LocalCluster]:
     """Start a head (``cpus[0]`` CPUs) and one worker node per further entry; stop them all,
     whatever happens. The temporary folder is short: Ray's Unix socket paths must fit 107 bytes."""
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    port = free_port()
+    port, *ports = free_ports(1 + len(PORT_FLAGS) * len(cpus))
+    per_node = [ports[i : i + len(PORT_FLAGS)] for i in range(0, len(ports), len(PORT_FLAGS))]
     cluster = LocalCluster(f"127.0.0.1:{port}", temp, log=temp / "start.log")
     common = [
         "--num-gpus",
@@ -168,10 +179,10 @@ def local_cluster(cpus: tuple[int, ...] = (1, 1)) -> Iterator[LocalCluster]:
                 "--temp-dir",
                 str(temp),
                 *common,
-                *_port_args(),
+                *_port_args(per_node[0]),
             ],
         )
-        for n in cpus[1:]:
+        for n, node_ports in zip(cpus[1:], per_node[1:], strict=True):
             _start_node(
                 cluster,
                 [
@@ -182,7 +193,7 @@ def local_cluster(cpus: tuple[int, ...] = (1, 1)) -> Iterator[LocalCluster]:
                     "--num-cpus",
                     str(n),
                     *common,
-                    *_port_args(),
+                    *_port_args(node_ports),
                 ],
             )
         yield cluster
