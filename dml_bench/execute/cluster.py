@@ -221,9 +221,15 @@ class _Driver:
 
     def cancel(self, running: dict[Any, _Submitted], mirror: Any) -> None:
         """Cancel the tasks still running; each checkpoints at its next step and records itself
-        as interrupted (pushed to the mirror) unless a second Ctrl-C cuts the wait short."""
+        as interrupted (pushed to the mirror) unless a second Ctrl-C cuts the wait short.
+
+        Not recursive: Ray's default (``recursive=True``) also cancels a task's child actor
+        tasks, here its pushes to the mirror (Ray's documentation of ``ray.cancel``), so a push
+        queued at the moment of Ctrl-C (a checkpoint, or the "interrupted" status) could be
+        dropped and the run's record lose it: the likely cause of a Ctrl-C test that, twice
+        under heavy load, found the run not recorded as interrupted."""
         for ref in running:
-            self.ray.cancel(ref)
+            self.ray.cancel(ref, recursive=False)
         deadline = time.monotonic() + CANCEL_WAIT_S
         pending = list(running)
         while pending and time.monotonic() < deadline:

@@ -110,7 +110,7 @@ def _run_workers(
                     raise UserError(f"Tuning worker {result.run_id}: {result.message}")
     except BaseException:
         for ref in running:
-            ray.cancel(ref)
+            ray.cancel(ref, recursive=False)  # keep the workers' pushes (see cluster.cancel)
         ray.wait(running, num_returns=len(running), timeout=CANCEL_WAIT_S)
         _show(ray, mirror)
         raise
