@@ -38,8 +38,11 @@ from tests.execute.ray_cluster import LocalCluster, local_cluster, node_env
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]
 
 FOUR_RUNS = "proxy_nca,nca"  # x seeds 0,1
-#: One run long enough to be killed between its first checkpoint and its end.
-LONG_RUN = ("--steps", "240", "--checkpoint-every", "10", "--eval-every", "80")
+#: One run long enough to be killed between its first checkpoint and its end, with room for a
+#: Ctrl-C to reach it: tiny steps take ~4 ms, so at 240 steps the run (~0.9 s) could finish in
+#: the second a cancel takes to arrive (seen once in CI: exit 0, "completed"); at 1200 at least
+#: 600 steps (~2.3 s idle) remain after the first checkpoint the tests wait for.
+LONG_RUN = ("--steps", "1200", "--checkpoint-every", "10", "--eval-every", "400")
 
 
 @pytest.fixture(scope="module")
