@@ -39,9 +39,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.xdist_group("ray_cl
 
 FOUR_RUNS = "proxy_nca,nca"  # x seeds 0,1
 #: One run long enough to be killed between its first checkpoint and its end, with room for a
-#: Ctrl-C to reach it: tiny steps take ~4 ms, so at 240 steps the run (~0.9 s) could finish in
-#: the second a cancel takes to arrive (seen once in CI: exit 0, "completed"); at 1200 at least
-#: 600 steps (~2.3 s idle) remain after the first checkpoint the tests wait for.
+#: Ctrl-C to reach it: tiny steps take ~4 ms, so at 240 steps the whole run (~0.9 s) is about as
+#: long as a cancel may take to arrive; at 1200 at least 600 steps (~2.3 s idle) remain after the
+#: first checkpoint the tests wait for.
 LONG_RUN = ("--steps", "1200", "--checkpoint-every", "10", "--eval-every", "400")
 
 
@@ -50,11 +50,35 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_data_root(tmp_path_factory)
 
 
+def _terminal_sigint() -> None:
+    """In the driver before it starts: SIGINT as at a terminal (delivered, default action, so
+    Python raises KeyboardInterrupt). A child inherits an ignored SIGINT (a test session started
+    in the background of a non-interactive shell) and a blocked one (the signal mask of the
+    thread that forks it): either way the driver would never see the test's Ctrl-C and would run
+    to the end, as a full-suite run here did twice (exit 0, the run "completed"), while the test
+    alone passed."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _signal_state(pid: int) -> str:
+    """The driver's blocked and ignored signal sets (/proc), for a failure message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "no /proc status"
+    return " ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def start_driver(args: list[str], data_root: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**node_env(), "DML_BENCH_DATA_ROOT": str(data_root), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(DML_BENCH), *args], stdout=out, stderr=subprocess.STDOUT, env=env
+            [str(DML_BENCH), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_terminal_sigint,  # noqa: PLW1509 - one call, before exec
         )
 
 
@@ -260,9 +284,10 @@ def test_ctrl_c_cancels_the_runs_and_the_same_command_resumes_them(
     args = run_args(results, *LONG_RUN, "--executor", "ray", "--address", cluster.address)
     process = start_driver(args, data_root, log)
     assert wait_for_checkpoint(process, results, log) is not None, log.read_text()
+    signals = _signal_state(process.pid)
     process.send_signal(signal.SIGINT)
     output = finish(process, log)
-    assert process.returncode == 130, output
+    assert process.returncode == 130, f"{signals}\n{output}"
     assert "Run the same command again to resume" in output
     (run,) = run_folders(results)
     status = read_status(run)
