@@ -35,11 +35,11 @@ def methods(spaces: bool) -> None:
             f"{spec.description}"
         )
         if spaces:
-            run_defaults = default_run_options()
+            from dml_bench.train.config import RunConfig
+
+            run = RunConfig()  # the run options a search starts from by default (its ``lr``)
             for param in spec.search_space or ():
-                value = getattr(config, param.name, None)
-                if param.scope == "run":
-                    value = run_defaults.get(param.name)
+                value = param.base_value(config, run)
                 absolute = param.resolve(value)
                 outside = absolute.why_outside(value)
                 note = (
@@ -52,19 +52,6 @@ def methods(spaces: bool) -> None:
                 )
             if not spec.search_space:
                 click.echo("    no search space: cannot be tuned")
-
-
-def default_run_options() -> dict[str, object]:
-    """RunConfig's own defaults (the ``lr`` a search space's ``scope="run"`` entry starts from)."""
-    import dataclasses
-
-    from dml_bench.train.config import RunConfig
-
-    return {
-        f.name: f.default
-        for f in dataclasses.fields(RunConfig)
-        if f.default is not dataclasses.MISSING
-    }
 
 
 @click.command()

@@ -101,7 +101,8 @@ def tune(**options: Any) -> None:
     """Tune methods with an equal budget on validation classes carved from the train classes.
 
     Every method gets --trials trials of --steps steps; the objective is validation MAP@R. The
-    first trial of each method trains its hand-picked defaults. Run the same command again (here or, with --storage, on other machines) to continue or join.
+    first trial of each method trains its hand-picked defaults. Run the same command again (here
+    or, with --storage, on other machines) to continue or join.
     Then `dml-bench run --tuned` trains each method at its best parameters.
     """
     from dml_bench.cli.executor_options import executor_settings

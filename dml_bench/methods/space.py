@@ -61,6 +61,11 @@ class SearchParam:
             )
         return f"{self.name}: {self.kind} in [{self.low:g}, {self.high:g}]{scale}"
 
+    def base_value(self, method_config: Any, run: Any) -> Any:
+        """This parameter's value in a base run: the field of its method config
+        (``scope="method"``) or the run option (``scope="run"``) of ``run``."""
+        return getattr(method_config if self.scope == "method" else run, self.name, None)
+
     def resolve(self, base: Any) -> SearchParam:
         """This parameter with absolute bounds for a base run whose value is ``base`` (itself
         when it is not relative). A base that is not a positive number cannot scale a range."""

@@ -121,25 +121,15 @@ def findings(prep: Prepared) -> list[OrderFinding]:
         if diag is None:
             continue
         for label, group in diag.groupby("label", sort=False):
-            by_run = group.groupby("run_id")[COLUMN]
-            ties = _ties(group)
-            found.append(
-                OrderFinding(
-                    str(label),
-                    dataset,
-                    mean_ci(by_run.first().to_numpy(), bounds=FRACTION),
-                    mean_ci(by_run.last().to_numpy(), bounds=FRACTION),
-                    *ties,
-                )
-            )
+            logged_ties = TIES in group and not group[TIES].isna().any()
+            ties = _first_and_last(group, TIES) if logged_ties else (None, None)
+            found.append(OrderFinding(str(label), dataset, *_first_and_last(group, COLUMN), *ties))
     return found
 
 
-def _ties(group: pd.DataFrame) -> tuple[Interval | None, Interval | None]:
-    """Ties at the first and the last row, when every run of the group logged them."""
-    if TIES not in group or group[TIES].isna().any():
-        return None, None
-    by_run = group.groupby("run_id")[TIES]
+def _first_and_last(group: pd.DataFrame, column: str) -> tuple[Interval, Interval]:
+    """``column`` at each run's first and last logged row, mean over the runs (seeds)."""
+    by_run = group.groupby("run_id")[column]
     first, last = by_run.first().to_numpy(), by_run.last().to_numpy()
     return mean_ci(first, bounds=FRACTION), mean_ci(last, bounds=FRACTION)
 

@@ -11,9 +11,9 @@ samples all N trials (pure TPE, for a researcher measuring the search itself).
 
 **What "the defaults" are**: the value of each searched parameter in the run's base config (the
 method config's field for ``scope="method"``, the run option such as ``lr`` for ``scope="run"``):
-what ``dml-bench run --untuned`` with the same options would train. Values the user gave to
-``dml-bench tune`` (``--lr``, ``--set nca.scale=3``) are part of that base, so the first trial is
-the configuration the user would otherwise have run.
+what ``dml-bench run --untuned`` with the same options would train. Run options the user gave to
+``dml-bench tune`` (``--lr``) are part of that base, so the first trial is the configuration the
+user would otherwise have run (``tune`` refuses method parameters set with ``--set``).
 
 **A default outside its search space** (a value below a log range's low bound, a categorical
 not among the choices) is never clipped and never enqueued: Optuna would use an out-of-range
@@ -94,8 +94,7 @@ def method_defaults(base: RunConfig) -> MethodDefaults:
     params: dict[str, Any] = {}
     outside: dict[str, str] = {}
     for param in searched_space(base):
-        holder = base.method_config if param.scope == "method" else base
-        value = getattr(holder, param.name)
+        value = param.base_value(base.method_config, base)
         params[param.name] = value
         why = param.why_outside(value)
         if why is not None:

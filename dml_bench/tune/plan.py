@@ -106,11 +106,7 @@ def searched_space(base: RunConfig) -> tuple[SearchParam, ...]:
     """The search space of ``base.method`` for a study whose trials start from ``base``: relative
     ranges (the network's ``lr``) scaled by ``base``'s own values."""
     space = METHODS.get(base.method).search_space
-    values = {
-        p.name: getattr(base.method_config if p.scope == "method" else base, p.name, None)
-        for p in space
-    }
-    return resolve_space(space, values)
+    return resolve_space(space, {p.name: p.base_value(base.method_config, base) for p in space})
 
 
 def plan_study(request: TuneRequest, *, device_here: bool = True) -> StudyPlan:
